@@ -1,0 +1,3 @@
+from bncheck.cli import main
+
+main()

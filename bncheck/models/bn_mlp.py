@@ -1,0 +1,100 @@
+"""`bn-mlp`: the seed network y = a(b(X Γ₁)) Γ₂ + ε, batch normalisation before the activation.
+
+    H     = X @ G1                                     (N, p2)
+    mu    = mean of H over rows                        (p2,)
+    sigma = sqrt(sum_rows (H - mu)^2 / (N - ddof) + eps)
+    Hhat  = (H - mu) / sigma
+    B     = gamma * Hhat + beta                        the batch-normalised pre-activation
+    A     = act(B),  dA = act'(B)                      relu'(0) = 0
+    yhat  = A @ G2,  resid = y - yhat
+    R     = sum(resid^2) / N
+
+The forward takes 0/1 masks over the rows (N) and hidden units (p2) so that draws of different sizes,
+zero-padded to one bucket shape, give exactly the unpadded values and derivatives on their real
+entries: padded rows are left out of mu, sigma and R, padded units get sigma = 1 instead of 0/0, and
+padded columns of X, G1 and G2 are zero, so nothing real depends on anything padded.
+"""
+
+from __future__ import annotations
+
+from bncheck.models import Model
+
+
+def _act(name: str, B):
+    import jax
+    import jax.numpy as jnp
+
+    if name == "relu":
+        return jnp.where(B > 0, B, 0.0), (B > 0).astype(B.dtype)
+    if name == "tanh":
+        A = jnp.tanh(B)
+        return A, 1 - A**2
+    if name == "sigmoid":
+        A = jax.nn.sigmoid(B)
+        return A, A * (1 - A)
+    if name == "softplus":
+        return jax.nn.softplus(B), jax.nn.sigmoid(B)
+    return B, jnp.ones_like(B)
+
+
+def forward(cfg, masks, X, y, G1, G2, gamma, beta):
+    rows = masks["N"][:, None]
+    units = masks["p2"]
+    n = masks["N"].sum()
+    H = X @ G1
+    mu = (rows * H).sum(0) / n
+    Hc = H - mu
+    var = (rows * Hc**2).sum(0) / (n - cfg["ddof"])
+    sigma = (var + cfg["eps"] + (1 - units)) ** 0.5
+    Hhat = Hc / sigma
+    B = gamma * Hhat + beta
+    A, dA = _act(cfg["activation"], B)
+    yhat = A @ G2
+    resid = y - yhat
+    R = (rows * resid**2).sum() / n
+    return {"R": R, "H": H, "mu": mu, "sigma": sigma, "Hhat": Hhat, "B": B, "A": A, "dA": dA, "yhat": yhat, "resid": resid}
+
+
+def _check_dims(dims, settings) -> str | None:
+    if dims["N"] <= settings.ddof:
+        return f"N={dims['N']} leaves no degree of freedom with ddof={settings.ddof} (need N > ddof)"
+    if settings.eps == 0 and dims["N"] < 2:
+        return f"N={dims['N']} with eps=0 makes sigma zero (need N >= 2, or eps > 0)"
+    return None
+
+
+MODEL = Model(
+    name="bn-mlp",
+    summary="The seed network y = a(b(X G1)) G2 + e with batch normalisation b (seed 000).",
+    dims={"N": (2, 64), "p1": (1, 16), "p2": (1, 16), "k": (1, 1)},
+    dim_defaults={"k": 1},
+    inputs=lambda d: {"X": (d["N"], d["p1"]), "y": (d["N"], d["k"])},
+    params=lambda d: {"G1": (d["p1"], d["p2"]), "G2": (d["p2"], d["k"]), "gamma": (d["p2"],), "beta": (d["p2"],)},
+    forward=forward,
+    outputs={
+        "H": "X @ G1, the pre-normalisation activations (N, p2)",
+        "mu": "batch mean of H over rows (p2,)",
+        "sigma": "sqrt(sum_rows (H - mu)^2 / (N - ddof) + eps) (p2,)",
+        "Hhat": "(H - mu) / sigma (N, p2)",
+        "B": "gamma * Hhat + beta, the batch-normalised pre-activation (N, p2)",
+        "A": "act(B) (N, p2)",
+        "dA": "act'(B), with relu'(0) = 0 (N, p2)",
+        "yhat": "A @ G2 (N, k)",
+        "resid": "y - yhat (N, k)",
+    },
+    checks=(
+        "grad_beta", "grad_gamma", "grad_G1", "grad_G2",
+        "jac_B_beta", "jac_B_gamma", "jac_B_G1",
+        "jvp_B_beta", "jvp_B_gamma", "jvp_B_G1",
+    ),
+    derivations={
+        "closed-form": "bncheck.derivations.bn_mlp_closed_form",
+        "kronecker": "bncheck.derivations.bn_mlp_kronecker",
+        "seed-question": "bncheck.derivations.bn_mlp_seed_question",
+    },
+    default_derivation="closed-form",
+    options=("activation", "ddof", "eps"),
+    paddable=True,
+    check_dims=_check_dims,
+    kink_field=lambda settings: "B" if settings.activation == "relu" else None,
+)

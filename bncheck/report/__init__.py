@@ -1,0 +1,166 @@
+"""The report as data: computed once from a sweep, rendered by the console, JSON and JUnit writers."""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from bncheck.diagnose import diagnose
+from bncheck.loader import Check, Derivation, parse_check
+from bncheck.models import Model
+from bncheck.references import REFERENCE_NAMES
+from bncheck.settings import Settings
+from bncheck.sweep import Draw, SweepResult, Tally
+
+
+@dataclass
+class CheckResult:
+    name: str
+    target: str | None
+    kind: str
+    reference: str | None
+    status: str  # pass | fail | error | missing | skipped
+    passed: bool
+    trials: int
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    worst: dict[str, Any] | None = None
+    diagnosis: dict[str, Any] | None = None
+    smallest: dict[str, Any] | None = None
+    replay: str | None = None
+    skipped: int = 0
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(vars(self))
+        for key in ("max_abs_err", "max_rel_err"):
+            if out[key] is not None and not math.isfinite(out[key]):
+                out[key] = None  # JSON has no inf; the diagnosis says why
+        return out
+
+
+@dataclass
+class Report:
+    passed: bool
+    model: str
+    derivation: str
+    settings: dict[str, Any]
+    draws: int
+    redrawn: int
+    checks: list[CheckResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "model": self.model,
+            "derivation": self.derivation,
+            "settings": self.settings,
+            "draws": self.draws,
+            "redrawn": self.redrawn,
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed]
+
+
+def _where(draw: Draw, index: tuple[int, ...] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"shape": dict(draw.dims), "seed": draw.seed}
+    if index is not None:
+        out["index"] = list(index)
+    return out
+
+
+def _replay(derivation: Derivation, model: Model, settings: Settings, draw: Draw) -> str:
+    shape = ",".join(f"{k}={v}" for k, v in draw.dims.items())
+    args = ["bncheck", "verify", derivation.name, "--shape", shape, "--seed", str(draw.seed), "--trials", "1"]
+    return shlex.join(args + settings.option_args(model))
+
+
+def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Settings) -> CheckResult:
+    c: Check = tally.check
+    result = CheckResult(
+        name=c.name,
+        target=c.target,
+        kind="gradient" if c.kind == "gradient" else "jacobian",
+        reference=REFERENCE_NAMES[c.kind],
+        status="pass",
+        passed=True,
+        trials=tally.ran,
+        max_abs_err=tally.max_abs,
+        max_rel_err=tally.max_rel,
+        skipped=tally.skipped,
+    )
+    if tally.worst is not None:
+        draw, comparison = tally.worst
+        result.worst = _where(draw, comparison.index)
+    if tally.error is not None:
+        draw, message, line = tally.error
+        result.status, result.passed = "error", False
+        result.max_abs_err = result.max_rel_err = None
+        result.worst = _where(draw, None)
+        result.diagnosis = {"code": "exception", "message": f"raised {message}", "line": line}
+        result.replay = _replay(derivation, model, settings, draw)
+    elif tally.failures:
+        result.status, result.passed = "fail", False
+        problem = None
+        failing_draw = tally.samples[0][0]
+        if tally.first_problem is not None:
+            draw, comparison = tally.first_problem
+            failing_draw = draw
+            result.worst = _where(draw, comparison.index or None)
+            result.max_abs_err = result.max_rel_err = math.inf
+            problem = {"code": comparison.problem, "message": comparison.message}
+        elif tally.worst is not None:
+            failing_draw = tally.worst[0]
+        result.diagnosis = diagnose(c.kind, problem, [(d.dims, got, ref) for d, got, ref in tally.samples])
+        result.replay = _replay(derivation, model, settings, failing_draw)
+    elif tally.ran == 0:
+        result.status = "skipped"
+        result.max_abs_err = result.max_rel_err = None
+        result.message = tally.skip_reason
+    elif tally.skipped:
+        result.message = f"skipped at {tally.skipped} of {tally.skipped + tally.ran} draws: {tally.skip_reason}"
+    return result
+
+
+def build_report(model: Model, settings: Settings, derivation: Derivation, sweep: SweepResult) -> Report:
+    required = set(model.checks) if "all" in settings.require else set()
+    for token in settings.require:
+        required |= {name for name in model.checks if token in (name, name.removeprefix("grad_"))}
+
+    results: dict[str, CheckResult] = {}
+    for name, tally in sweep.tallies.items():
+        results[name] = _from_tally(tally, derivation, model, settings)
+    for name, why in derivation.unknown.items():
+        results[name] = CheckResult(
+            name=name, target=None, kind="gradient" if name.startswith("grad_") else "jacobian",
+            reference=None, status="error", passed=False, trials=0,
+            diagnosis={"code": "unknown-name", "message": why}, message=why,
+        )
+    for name in model.checks:
+        if name not in results:
+            results[name] = CheckResult(
+                name=name, target=parse_check(name, model).target,
+                kind="gradient" if name.startswith("grad_") else "jacobian",
+                reference=None, status="missing", passed=name not in required, trials=0,
+                message="required but not defined" if name in required else "not defined",
+            )
+        elif name in required and results[name].status == "skipped":
+            results[name].passed = False
+
+    order = {name: i for i, name in enumerate(model.checks)}
+    checks = sorted(results.values(), key=lambda r: (order.get(r.name, len(order)), r.name))
+    ran = any(c.status in ("pass", "fail", "error") for c in checks)
+    return Report(
+        passed=ran and all(c.passed for c in checks),
+        model=model.name,
+        derivation=derivation.name,
+        settings=settings.to_dict(),
+        draws=len(sweep.draws),
+        redrawn=sweep.redrawn,
+        checks=checks,
+    )

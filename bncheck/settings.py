@@ -1,0 +1,252 @@
+"""Settings: defaults < TOML file (`--config`) < flags, validated up front into one frozen dataclass.
+
+Every bound is checked here, before any draw, and a broken one raises `SettingsError` with a message
+that names the field, the value and the bound, so the CLI can print it on one line.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from bncheck.compare import TOLERANCES
+from bncheck.errors import SettingsError
+from bncheck.models import ACTIVATIONS, Model, get_model
+
+DTYPES = ("float64", "float32")
+DEVICES = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = "bn-mlp"
+    activation: str = "relu"
+    ddof: int = 0
+    eps: float = 1e-5
+    outputs: int | None = None
+    trials: int = 200
+    seed: int = 0
+    # One fixed shape for every draw; None draws a shape per trial from `sweep`.
+    shape: Mapping[str, int] | None = None
+    # Inclusive [min, max] per named dimension of the model.
+    sweep: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    dtype: str = "float64"
+    device: str = "cpu"
+    rtol: float = TOLERANCES["float64"].rtol
+    atol: float = TOLERANCES["float64"].atol
+    require: tuple[str, ...] = ()
+    max_jacobian_mb: float = 256.0
+    json: str | None = None
+    junit: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["shape"] = dict(self.shape) if self.shape is not None else None
+        out["sweep"] = {name: list(bounds) for name, bounds in self.sweep.items()}
+        out["require"] = list(self.require)
+        return out
+
+    def option_args(self, model: Model) -> list[str]:
+        """The flags that reproduce this run's model settings, for replay commands."""
+        args = [] if self.model == "bn-mlp" else ["--model", self.model]
+        for name in model.options:
+            args += [f"--{name}", str(getattr(self, name))]
+        args += ["--dtype", self.dtype]
+        if self.dtype != "float64" or self.rtol != TOLERANCES[self.dtype].rtol:
+            args += ["--rtol", repr(self.rtol)]
+        if self.atol != TOLERANCES[self.dtype].atol:
+            args += ["--atol", repr(self.atol)]
+        return args
+
+
+# The keys a config file may hold at its top level, and what each must be.
+_TYPES: dict[str, type] = {
+    "model": str,
+    "activation": str,
+    "ddof": int,
+    "eps": float,
+    "outputs": int,
+    "trials": int,
+    "seed": int,
+    "shape": str,
+    "dtype": str,
+    "device": str,
+    "rtol": float,
+    "atol": float,
+    "require": str,
+    "max_jacobian_mb": float,
+    "json": str,
+    "junit": str,
+}
+
+
+def parse_shape(text: str) -> dict[str, int]:
+    """`"N=10,p1=7,p2=4"` -> `{"N": 10, "p1": 7, "p2": 4}`."""
+    shape: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip() or not value.strip().lstrip("-").isdigit():
+            raise SettingsError(
+                f"shape: cannot parse {part!r} in {text!r}; expected NAME=INT,... such as N=10,p1=7,p2=4,k=1"
+            )
+        shape[name.strip()] = int(value)
+    if not shape:
+        raise SettingsError(f"shape: {text!r} names no dimension; expected NAME=INT,... such as N=10,p1=7,p2=4")
+    return shape
+
+
+def _typed(source: str, key: str, value: Any) -> Any:
+    want = _TYPES[key]
+    if key == "shape" and isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if key == "require" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, want) or isinstance(value, bool):
+        kind = {str: "a string", int: "an integer", float: "a number"}[want]
+        raise SettingsError(f"{source}: {key} must be {kind}, got {value!r}")
+    return value
+
+
+def _read_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Returns (top-level settings, sweep ranges) from a TOML file, type-checked."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"config: no such file: {path}") from None
+    except OSError as err:
+        raise SettingsError(f"config: cannot read {path}: {err.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SettingsError(f"config: {path} is not valid TOML: {err}") from None
+    source = f"config {path}"
+    sweep = data.pop("sweep", {})
+    if not isinstance(sweep, dict):
+        raise SettingsError(f"{source}: [sweep] must be a table")
+    top: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in _TYPES:
+            raise SettingsError(f"{source}: unknown key {key!r}; known keys: {', '.join(_TYPES)}, [sweep]")
+        top[key] = _typed(source, key, value)
+    ranges: dict[str, Any] = {}
+    for key, value in sweep.items():
+        if key in ("trials", "seed"):
+            if key in top:
+                raise SettingsError(f"{source}: {key} is set both at the top level and in [sweep]")
+            top[key] = _typed(source, key, value)
+        else:
+            ranges[key] = value
+    return top, ranges
+
+
+def _check_range(source: str, name: str, value: Any) -> tuple[int, int]:
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise SettingsError(f"{source}: sweep range {name} must be [min, max] of two integers, got {value!r}")
+    lo, hi = value
+    if lo > hi:
+        raise SettingsError(f"{source}: sweep range {name} = [{lo}, {hi}] is inverted (min > max)")
+    if lo < 1:
+        raise SettingsError(f"{source}: sweep range {name} = [{lo}, {hi}] must start at 1 or more")
+    return lo, hi
+
+
+def resolve(flags: Mapping[str, Any], config: str | Path | None = None) -> Settings:
+    """Merges defaults, the config file and the flags given (None means not given), and validates."""
+    values: dict[str, Any] = {}
+    ranges: dict[str, Any] = {}
+    if config is not None:
+        values, ranges = _read_config(Path(config))
+    values.update({key: value for key, value in flags.items() if value is not None})
+
+    model = get_model(values.get("model", Settings.model))
+    unknown = set(ranges) - set(model.dims)
+    if unknown:
+        raise SettingsError(
+            f"config: [sweep] names {', '.join(sorted(unknown))}, not a dimension of model {model.name} "
+            f"(its dimensions: {', '.join(model.dims)})"
+        )
+    sweep = {name: _check_range("config", name, ranges.get(name, bounds)) for name, bounds in model.dims.items()}
+
+    shape = None
+    if values.get("shape") is not None:
+        shape = parse_shape(values["shape"])
+        unknown = set(shape) - set(model.dims)
+        if unknown:
+            raise SettingsError(
+                f"shape: {', '.join(sorted(unknown))} is not a dimension of model {model.name} "
+                f"(its dimensions: {', '.join(model.dims)})"
+            )
+        missing = [name for name in model.dims if name not in shape and name not in model.dim_defaults]
+        if missing:
+            raise SettingsError(f"shape: missing {', '.join(missing)} (model {model.name} needs {', '.join(model.dims)})")
+        for name, size in shape.items():
+            if size < 1:
+                raise SettingsError(f"shape: {name}={size} must be at least 1")
+        shape = {name: shape.get(name, model.dim_defaults.get(name)) for name in model.dims}
+
+    outputs = values.get("outputs")
+    if outputs is not None:
+        if "k" not in model.dims:
+            raise SettingsError(f"outputs: model {model.name} has no output dimension k")
+        if outputs < 1:
+            raise SettingsError(f"outputs: must be at least 1, got {outputs}")
+        sweep["k"] = (outputs, outputs)
+        if shape is not None:
+            shape["k"] = outputs
+
+    dtype = values.get("dtype", Settings.dtype)
+    if dtype not in DTYPES:
+        raise SettingsError(f"dtype: unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    values.setdefault("rtol", TOLERANCES[dtype].rtol)
+    values.setdefault("atol", TOLERANCES[dtype].atol)
+
+    require = values.get("require")
+    values["require"] = tuple(filter(None, (r.strip() for r in require.split(",")))) if require else ()
+    values["model"] = model.name
+    values["shape"] = shape
+    values["sweep"] = sweep
+    settings = Settings(**values)
+    _validate(settings, model)
+    return settings
+
+
+def _validate(s: Settings, model: Model) -> None:
+    if s.activation not in ACTIVATIONS:
+        raise SettingsError(f"activation: unknown activation {s.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    if s.ddof not in (0, 1):
+        raise SettingsError(f"ddof: must be 0 or 1, got {s.ddof}")
+    if not math.isfinite(s.eps) or s.eps < 0:
+        raise SettingsError(f"eps: must be a finite number >= 0, got {s.eps}")
+    if s.trials < 1:
+        raise SettingsError(f"trials: must be at least 1, got {s.trials}")
+    if s.seed < 0:
+        raise SettingsError(f"seed: must be >= 0, got {s.seed}")
+    if s.device not in DEVICES:
+        raise SettingsError(f"device: unknown device {s.device!r}; choose one of {', '.join(DEVICES)}")
+    for name in ("rtol", "atol"):
+        value = getattr(s, name)
+        if not math.isfinite(value) or value < 0:
+            raise SettingsError(f"{name}: must be a finite number >= 0, got {value}")
+    if not s.max_jacobian_mb > 0:
+        raise SettingsError(f"max_jacobian_mb: must be > 0, got {s.max_jacobian_mb}")
+    smallest = dict(s.shape) if s.shape is not None else {name: lo for name, (lo, _) in s.sweep.items()}
+    problem = model.check_dims(smallest, s)
+    if problem:
+        where = "shape" if s.shape is not None else "sweep"
+        raise SettingsError(f"{where}: {problem}")
+    known = set(model.checks) | set(model.targets())
+    for token in s.require:
+        if token != "all" and token not in known:
+            raise SettingsError(
+                f"require: unknown check {token!r}; use all, a parameter ({', '.join(model.targets())}) "
+                f"or a function name ({', '.join(model.checks)})"
+            )

@@ -1,0 +1,350 @@
+"""The sweep: draw shapes and seeds, compute references in batches, call the derivation, tally errors.
+
+Every draw is a pure function of (seed, shape, attempt): its shape comes from default_rng([seed, 0]),
+its arrays from default_rng([seed, 1, attempt]) and its JVP directions from default_rng([seed, 2,
+attempt]), so `--shape ... --seed S --trials 1` replays draw S exactly. `attempt` moves past draws that
+sit on a relu kink (see compare.Tolerance.kink).
+
+References are computed in float64 whatever the run's dtype, on the same (rounded) inputs the
+derivation sees; a float32 run gets a float32 forward record as its ctx. Draws are zero-padded to a
+bucket shape and vmapped through one jitted function (references.build), then sliced back.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from bncheck.compare import TOLERANCES, Comparison, compare
+from bncheck.loader import Check, Derivation
+from bncheck.models import Model
+from bncheck.settings import Settings
+
+JVP_DIRECTIONS = 3
+MAX_ATTEMPTS = 100
+CHUNK = 32  # draws per compiled call: big enough to amortise dispatch, small enough for memory
+FAILURE_SAMPLES = 32  # failing (got, ref) pairs kept per check for the diagnosis
+
+
+class Ctx:
+    """The forward record of one draw, as a derivation function sees it: `ctx.H`, `ctx.N`, ..."""
+
+    def __init__(self, fields: dict[str, Any]):
+        self.__dict__.update(fields)
+
+    def __getattr__(self, name: str):
+        known = ", ".join(k for k in self.__dict__)
+        raise AttributeError(f"ctx has no field {name!r}; its fields: {known}")
+
+
+@dataclass
+class Draw:
+    seed: int
+    dims: dict[str, int]
+    attempt: int = 0
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    directions: dict[str, np.ndarray] = field(default_factory=dict)
+    fwd: dict[str, np.ndarray] = field(default_factory=dict)
+    refs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def case_id(self, dtype: str) -> str:
+        shape = ",".join(f"{k}={v}" for k, v in self.dims.items())
+        return f"{dtype}[{shape}]#seed{self.seed}"
+
+
+@dataclass
+class Tally:
+    """Everything one check saw over the sweep."""
+
+    check: Check
+    ran: int = 0
+    skipped: int = 0
+    skip_reason: str | None = None
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    worst: tuple[Draw, Comparison] | None = None
+    failures: int = 0
+    first_problem: tuple[Draw, Comparison] | None = None
+    error: tuple[Draw, str, str] | None = None  # draw, "Type: message", "file:line"
+    samples: list[tuple[Draw, np.ndarray, np.ndarray]] = field(default_factory=list)
+    rel_errors: list[float] = field(default_factory=list)  # one per compared draw, for error distributions
+
+    def add(self, draw: Draw, result: Comparison, got, ref: np.ndarray) -> None:
+        self.ran += 1
+        if result.problem is None:
+            self.rel_errors.append(result.rel_err)
+            self.max_abs = max(self.max_abs, result.abs_err)
+            self.max_rel = max(self.max_rel, result.rel_err)
+            if self.worst is None or result.rel_err > self.worst[1].rel_err:
+                self.worst = (draw, result)
+        elif self.first_problem is None:
+            self.first_problem = (draw, result)
+        if not result.ok:
+            self.failures += 1
+            if len(self.samples) < FAILURE_SAMPLES:
+                self.samples.append((draw, got, ref))
+
+
+@dataclass
+class SweepResult:
+    draws: list[Draw]
+    tallies: dict[str, Tally]
+    redrawn: int
+
+
+def plan_draws(settings: Settings) -> list[Draw]:
+    draws = []
+    for trial in range(settings.trials):
+        seed = settings.seed + trial
+        if settings.shape is not None:
+            dims = dict(settings.shape)
+        else:
+            rng = np.random.default_rng([seed, 0])
+            dims = {name: int(rng.integers(lo, hi + 1)) for name, (lo, hi) in settings.sweep.items()}
+        draws.append(Draw(seed, dims))
+    return draws
+
+
+def _sample(model: Model, draw: Draw, dtype: str, jvp_targets: set[str]) -> None:
+    def rounded(a: np.ndarray) -> np.ndarray:
+        return a.astype(dtype).astype(np.float64)
+
+    rng = np.random.default_rng([draw.seed, 1, draw.attempt])
+    shapes = {**model.inputs(draw.dims), **model.params(draw.dims)}
+    draw.arrays = {name: rounded(rng.standard_normal(shape)) for name, shape in shapes.items()}
+    rng = np.random.default_rng([draw.seed, 2, draw.attempt])
+    draw.directions = {
+        t: rounded(rng.standard_normal((JVP_DIRECTIONS, *shapes[t]))) for t in sorted(jvp_targets)
+    }
+
+
+def _pad(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.pad(array, [(0, b - a) for a, b in zip(array.shape, shape)])
+
+
+def _cut(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return array[tuple(slice(0, s) for s in shape)]
+
+
+def _vec_jacobian(J: np.ndarray, out_ndim: int) -> np.ndarray:
+    """(*out, *target) -> ∂vec(out)/∂vec(target)ᵀ with column-major vec on both sides."""
+    axes = list(range(out_ndim))[::-1] + list(range(out_ndim, J.ndim))[::-1]
+    rows = math.prod(J.shape[:out_ndim])
+    return J.transpose(axes).reshape(rows, -1)
+
+
+class Engine:
+    def __init__(self, model: Model, settings: Settings):
+        self.model = model
+        self.settings = settings
+        self.cfg = {name: getattr(settings, name) for name in model.options}
+        self._axes: dict[str, tuple[str | int, ...]] | None = None
+
+    def output_shapes(self, dims: dict[str, int]) -> dict[str, tuple[int, ...]]:
+        from bncheck.models import concrete
+        from bncheck.references import output_axes
+
+        if self._axes is None:
+            self._axes = output_axes(self.model, self.cfg)
+        return {name: concrete(axes, dims) for name, axes in self._axes.items()}
+
+    def bucket(self, dims: dict[str, int], dense_bytes: Callable[[dict[str, int]], int] | None = None) -> dict[str, int]:
+        """The padded shape a draw is computed at: one bucket for the whole sweep where the model
+        allows padding, or power-of-two buckets where a chunk of dense Jacobians at the largest
+        shape (dense_bytes of it, per draw) would not fit the memory budget."""
+        s = self.settings
+        if not self.model.paddable or s.shape is not None:
+            return dict(dims)
+        largest = {name: hi for name, (_, hi) in s.sweep.items()}
+        if dense_bytes is None or dense_bytes(largest) * CHUNK <= s.max_jacobian_mb * 2**20:
+            return largest
+        return {name: min(s.sweep[name][1], 1 << (v - 1).bit_length()) for name, v in dims.items()}
+
+    def run_batched(
+        self, fn: Callable, draws: list[Draw], bucket: dict[str, int], dtype, take: Callable, chunk: int = CHUNK
+    ) -> None:
+        """Calls fn on `draws` padded to `bucket`, `chunk` at a time, and hands each draw its slice."""
+        import jax
+
+        shapes = {**self.model.inputs(bucket), **self.model.params(bucket)}
+        chunk = max(1, min(chunk, len(draws)))
+        for start in range(0, len(draws), chunk):
+            part = draws[start : start + chunk]
+            # Fill the last chunk with copies so every call has the shape that was compiled.
+            filled = part + [part[-1]] * (chunk - len(part))
+            arrays = {n: np.stack([_pad(d.arrays[n], s) for d in filled]).astype(dtype) for n, s in shapes.items()}
+            masks = {
+                n: np.stack([(np.arange(b) < d.dims[n]).astype(dtype) for d in filled]) for n, b in bucket.items()
+            }
+            directions = {
+                t: np.stack([_pad(d.directions[t], (JVP_DIRECTIONS, *shapes[t])) for d in filled]).astype(dtype)
+                for t in filled[0].directions
+            }
+            out = jax.device_get(fn(arrays, masks, directions))
+            for i, draw in enumerate(part):
+                take(draw, jax.tree_util.tree_map(lambda a: np.asarray(a[i]), out))
+
+
+def _group(draws: list[Draw], key: Callable[[Draw], dict[str, int]]) -> dict[tuple, tuple[dict, list[Draw]]]:
+    groups: dict[tuple, tuple[dict, list[Draw]]] = {}
+    for draw in draws:
+        bucket = key(draw)
+        groups.setdefault(tuple(bucket.items()), (bucket, []))[1].append(draw)
+    return groups
+
+
+def run_sweep(
+    model: Model,
+    settings: Settings,
+    derivation: Derivation,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+) -> SweepResult:
+    import jax
+
+    from bncheck.references import Plan, build, build_forward
+
+    jax.config.update("jax_enable_x64", True)
+    checks = list(derivation.checks.values())
+    jvp_targets = {c.target for c in checks if c.kind == "jvp"}
+    plan = Plan(
+        grads=tuple(sorted({c.target for c in checks if c.kind == "gradient"})),
+        jvps=tuple(sorted({(c.output, c.target) for c in checks if c.kind == "jvp"})),
+    )
+    engine = Engine(model, settings)
+    tol = TOLERANCES[settings.dtype]
+    kink_field = model.kink_field(settings)
+    tallies = {c.name: Tally(c) for c in checks}
+    draws = plan_draws(settings)
+    total = len(draws)
+
+    def take_main(draw: Draw, out: dict) -> None:
+        shapes = engine.output_shapes(draw.dims)
+        draw.fwd = {name: _cut(value, shapes[name]) for name, value in out["fwd"].items()}
+        params = {**model.inputs(draw.dims), **model.params(draw.dims)}
+        for c in checks:
+            if c.kind == "gradient":
+                draw.refs[c.name] = _cut(out["grad"][c.target], params[c.target])
+            elif c.kind == "jvp":
+                draw.refs[c.name] = _cut(out["jvp"][f"{c.output}|{c.target}"], (JVP_DIRECTIONS, *shapes[c.output]))
+
+    def on_kink(draw: Draw) -> bool:
+        if kink_field is None:
+            return False
+        value = np.abs(draw.fwd[kink_field])
+        return value.size > 0 and value.min() < tol.kink * max(value.max(), 1.0)
+
+    main = build(model, engine.cfg, plan)
+    pending, redrawn = draws, 0
+    for draw in draws:
+        _sample(model, draw, settings.dtype, jvp_targets)
+    while pending:
+        for bucket, group in _group(pending, lambda d: engine.bucket(d.dims)).values():
+            engine.run_batched(main, group, bucket, np.float64, take_main)
+        pending = [d for d in pending if on_kink(d) and d.attempt < MAX_ATTEMPTS]
+        for draw in pending:
+            draw.attempt += 1
+            redrawn += 1
+            _sample(model, draw, settings.dtype, jvp_targets)
+
+    _dense_references(engine, checks, draws, tallies)
+
+    ctx_fwd: dict[int, dict[str, np.ndarray]] = {}
+    if settings.dtype != "float64":
+        forward = build_forward(model, engine.cfg)
+
+        def take_ctx(draw: Draw, out: dict) -> None:
+            shapes = engine.output_shapes(draw.dims)
+            ctx_fwd[id(draw)] = {name: _cut(value, shapes[name]).astype(settings.dtype) for name, value in out.items()}
+
+        for bucket, group in _group(draws, lambda d: engine.bucket(d.dims)).values():
+            engine.run_batched(lambda a, m, _: forward(a, m), group, bucket, settings.dtype, take_ctx)
+
+    for done, draw in enumerate(draws, 1):
+        arrays = {name: a.astype(settings.dtype) for name, a in draw.arrays.items()}
+        fwd = ctx_fwd.get(id(draw)) or draw.fwd
+        ctx = Ctx({**arrays, **fwd, **draw.dims, **engine.cfg})
+        for c in checks:
+            _check_one(derivation, c, tallies[c.name], draw, ctx, settings)
+        draw.refs.clear()  # keep memory flat on long sweeps: the tallies hold what they need
+        on_progress(done, total)
+    return SweepResult(draws, tallies, redrawn)
+
+
+def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dict[str, Tally]) -> None:
+    """Dense Jacobian references for draws within the memory budget; the rest are marked skipped."""
+    from bncheck.references import Plan, build
+
+    dense = [c for c in checks if c.kind == "jacobian"]
+    if not dense:
+        return
+    budget = engine.settings.max_jacobian_mb * 2**20
+    model = engine.model
+
+    def nbytes(c: Check, dims: dict[str, int]) -> int:
+        out = engine.output_shapes(dims)[c.output]
+        return 8 * math.prod(out) * math.prod({**model.inputs(dims), **model.params(dims)}[c.target])
+
+    fits = []
+    for draw in draws:
+        too_big = [c for c in dense if nbytes(c, draw.dims) > budget]
+        for c in too_big:
+            tallies[c.name].skipped += 1
+            tallies[c.name].skip_reason = (
+                f"the dense Jacobian at {draw.case_id(engine.settings.dtype)} would take "
+                f"{nbytes(c, draw.dims) / 2**20:,.0f} MB, over --max-jacobian-mb "
+                f"{engine.settings.max_jacobian_mb:g}; give the differential form jvp_{c.output}_{c.target} instead"
+            )
+        if len(too_big) < len(dense):
+            fits.append(draw)
+
+    fn = build(model, engine.cfg, Plan(jacs=tuple(sorted({(c.output, c.target) for c in dense}))))
+
+    def take(draw: Draw, out: dict) -> None:
+        shapes = engine.output_shapes(draw.dims)
+        params = {**model.inputs(draw.dims), **model.params(draw.dims)}
+        for c in dense:
+            if nbytes(c, draw.dims) <= budget:
+                J = _cut(out["jac"][f"{c.output}|{c.target}"], shapes[c.output] + params[c.target])
+                draw.refs[c.name] = _vec_jacobian(J, len(shapes[c.output]))
+
+    def chunk_bytes(dims: dict[str, int]) -> int:
+        return sum(nbytes(c, dims) for c in dense)
+
+    for bucket, group in _group(fits, lambda d: engine.bucket(d.dims, chunk_bytes)).values():
+        engine.run_batched(fn, group, bucket, np.float64, take, chunk=int(budget // max(chunk_bytes(bucket), 1)))
+
+
+def _user_line(err: BaseException, file: str) -> str:
+    frames = traceback.extract_tb(err.__traceback__)
+    mine = [f for f in frames if file and Path(f.filename) == Path(file)]
+    frame = (mine or frames)[-1]
+    return f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}"
+
+
+def _check_one(derivation: Derivation, c: Check, tally: Tally, draw: Draw, ctx: Ctx, settings: Settings) -> None:
+    if tally.error is not None or tally.first_problem is not None or c.name not in draw.refs:
+        return  # already broken beyond comparison, or skipped at this size
+    fn = derivation.functions[c.name]
+    ref = draw.refs[c.name]
+    try:
+        with np.errstate(all="ignore"):
+            if c.kind == "jvp":
+                got = [fn(ctx, V.astype(settings.dtype)) for V in draw.directions[c.target]]
+            else:
+                got = fn(ctx)
+    except Exception as err:  # a derivation's bug must fail its own check, not the run
+        tally.ran += 1
+        tally.error = (draw, f"{type(err).__name__}: {err}", _user_line(err, derivation.file))
+        return
+    if c.kind == "jvp":
+        # The worst of the directions stands for the draw.
+        results = [compare(g, r, settings.rtol, settings.atol) for g, r in zip(got, ref)]
+        worst = max(range(len(results)), key=lambda i: (results[i].problem is not None, results[i].rel_err))
+        tally.add(draw, results[worst], got[worst], ref[worst])
+    else:
+        tally.add(draw, compare(got, ref, settings.rtol, settings.atol), got, ref)
