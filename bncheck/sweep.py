@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bncheck.compare import TOLERANCES, Comparison, compare
+from bncheck.compare import TOLERANCES, Comparison, compare, noise_floor
 from bncheck.loader import Check, Derivation
 from bncheck.models import Model
 from bncheck.settings import Settings
@@ -49,8 +49,10 @@ class Draw:
     attempt: int = 0
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     directions: dict[str, np.ndarray] = field(default_factory=dict)
-    fwd: dict[str, np.ndarray] = field(default_factory=dict)
+    # The float64 references ("fwd.<field>" for the forward record, else a check's name) and the
+    # same computed in float32 ("rough"), whose difference bounds the rounding a check can show.
     refs: dict[str, np.ndarray] = field(default_factory=dict)
+    rough: dict[str, np.ndarray] = field(default_factory=dict)
 
     def case_id(self, dtype: str) -> str:
         shape = ",".join(f"{k}={v}" for k, v in self.dims.items())
@@ -72,12 +74,16 @@ class Tally:
     first_problem: tuple[Draw, Comparison] | None = None
     error: tuple[Draw, str, str] | None = None  # draw, "Type: message", "file:line"
     samples: list[tuple[Draw, np.ndarray, np.ndarray]] = field(default_factory=list)
-    rel_errors: list[float] = field(default_factory=list)  # one per compared draw, for error distributions
+    # One per compared draw, for error distributions: max|got - ref| / max|ref|, and the fraction of
+    # the allowed error it used.
+    rel_errors: list[float] = field(default_factory=list)
+    used: list[float] = field(default_factory=list)
 
     def add(self, draw: Draw, result: Comparison, got, ref: np.ndarray) -> None:
         self.ran += 1
         if result.problem is None:
             self.rel_errors.append(result.rel_err)
+            self.used.append(result.abs_err / result.allowed if result.allowed > 0 else float(result.abs_err > 0))
             self.max_abs = max(self.max_abs, result.abs_err)
             self.max_rel = max(self.max_rel, result.rel_err)
             if self.worst is None or result.rel_err > self.worst[1].rel_err:
@@ -206,7 +212,7 @@ def run_sweep(
 ) -> SweepResult:
     import jax
 
-    from bncheck.references import Plan, build, build_forward
+    from bncheck.references import Plan, build
 
     jax.config.update("jax_enable_x64", True)
     checks = list(derivation.checks.values())
@@ -220,22 +226,22 @@ def run_sweep(
     kink_field = model.kink_field(settings)
     tallies = {c.name: Tally(c) for c in checks}
     draws = plan_draws(settings)
-    total = len(draws)
 
-    def take_main(draw: Draw, out: dict) -> None:
+    def extract(draw: Draw, out: dict) -> dict[str, np.ndarray]:
         shapes = engine.output_shapes(draw.dims)
-        draw.fwd = {name: _cut(value, shapes[name]) for name, value in out["fwd"].items()}
         params = {**model.inputs(draw.dims), **model.params(draw.dims)}
+        refs = {f"fwd.{name}": _cut(value, shapes[name]) for name, value in out["fwd"].items()}
         for c in checks:
             if c.kind == "gradient":
-                draw.refs[c.name] = _cut(out["grad"][c.target], params[c.target])
+                refs[c.name] = _cut(out["grad"][c.target], params[c.target])
             elif c.kind == "jvp":
-                draw.refs[c.name] = _cut(out["jvp"][f"{c.output}|{c.target}"], (JVP_DIRECTIONS, *shapes[c.output]))
+                refs[c.name] = _cut(out["jvp"][f"{c.output}|{c.target}"], (JVP_DIRECTIONS, *shapes[c.output]))
+        return refs
 
     def on_kink(draw: Draw) -> bool:
         if kink_field is None:
             return False
-        value = np.abs(draw.fwd[kink_field])
+        value = np.abs(draw.refs[f"fwd.{kink_field}"])
         return value.size > 0 and value.min() < tol.kink * max(value.max(), 1.0)
 
     main = build(model, engine.cfg, plan)
@@ -243,36 +249,45 @@ def run_sweep(
     for draw in draws:
         _sample(model, draw, settings.dtype, jvp_targets)
     while pending:
-        for bucket, group in _group(pending, lambda d: engine.bucket(d.dims)).values():
-            engine.run_batched(main, group, bucket, np.float64, take_main)
+        _references(engine, main, pending, extract, buckets=lambda d: engine.bucket(d.dims), exact=True)
         pending = [d for d in pending if on_kink(d) and d.attempt < MAX_ATTEMPTS]
         for draw in pending:
             draw.attempt += 1
             redrawn += 1
             _sample(model, draw, settings.dtype, jvp_targets)
-
+    _references(engine, main, draws, extract, buckets=lambda d: engine.bucket(d.dims), exact=False)
     _dense_references(engine, checks, draws, tallies)
-
-    ctx_fwd: dict[int, dict[str, np.ndarray]] = {}
-    if settings.dtype != "float64":
-        forward = build_forward(model, engine.cfg)
-
-        def take_ctx(draw: Draw, out: dict) -> None:
-            shapes = engine.output_shapes(draw.dims)
-            ctx_fwd[id(draw)] = {name: _cut(value, shapes[name]).astype(settings.dtype) for name, value in out.items()}
-
-        for bucket, group in _group(draws, lambda d: engine.bucket(d.dims)).values():
-            engine.run_batched(lambda a, m, _: forward(a, m), group, bucket, settings.dtype, take_ctx)
 
     for done, draw in enumerate(draws, 1):
         arrays = {name: a.astype(settings.dtype) for name, a in draw.arrays.items()}
-        fwd = ctx_fwd.get(id(draw)) or draw.fwd
+        # A float32 run's derivation sees the float32 forward record, as it would in its own code.
+        record = draw.rough if settings.dtype == "float32" else draw.refs
+        fwd = {name.removeprefix("fwd."): v.astype(settings.dtype) for name, v in record.items() if name.startswith("fwd.")}
         ctx = Ctx({**arrays, **fwd, **draw.dims, **engine.cfg})
         for c in checks:
             _check_one(derivation, c, tallies[c.name], draw, ctx, settings)
-        draw.refs.clear()  # keep memory flat on long sweeps: the tallies hold what they need
-        on_progress(done, total)
+        # Keep memory flat on long sweeps: the tallies hold what they need.
+        draw.refs, draw.rough = {}, {}
+        on_progress(done, len(draws))
     return SweepResult(draws, tallies, redrawn)
+
+
+def _references(engine: Engine, fn: Callable, draws: list[Draw], extract: Callable, buckets: Callable,
+                exact: bool, chunk: int = CHUNK) -> None:
+    """The float64 references (exact) or the same computed in float32 (not exact), by bucket.
+
+    The float32 run of the same reference measures how much rounding this draw's computation
+    amplifies: compare.noise_floor turns that into the allowance for the derivation's own rounding.
+    """
+    def take_exact(draw: Draw, out: dict) -> None:
+        draw.refs.update(extract(draw, out))
+
+    def take_rough(draw: Draw, out: dict) -> None:
+        draw.rough.update(extract(draw, out))
+
+    dtype, take = (np.float64, take_exact) if exact else (np.float32, take_rough)
+    for bucket, group in _group(draws, buckets).values():
+        engine.run_batched(fn, group, bucket, dtype, take, chunk)
 
 
 def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dict[str, Tally]) -> None:
@@ -304,19 +319,26 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
 
     fn = build(model, engine.cfg, Plan(jacs=tuple(sorted({(c.output, c.target) for c in dense}))))
 
-    def take(draw: Draw, out: dict) -> None:
+    def extract(draw: Draw, out: dict) -> dict[str, np.ndarray]:
         shapes = engine.output_shapes(draw.dims)
         params = {**model.inputs(draw.dims), **model.params(draw.dims)}
+        refs = {}
         for c in dense:
             if nbytes(c, draw.dims) <= budget:
                 J = _cut(out["jac"][f"{c.output}|{c.target}"], shapes[c.output] + params[c.target])
-                draw.refs[c.name] = _vec_jacobian(J, len(shapes[c.output]))
+                refs[c.name] = _vec_jacobian(J, len(shapes[c.output]))
+        return refs
 
     def chunk_bytes(dims: dict[str, int]) -> int:
         return sum(nbytes(c, dims) for c in dense)
 
-    for bucket, group in _group(fits, lambda d: engine.bucket(d.dims, chunk_bytes)).values():
-        engine.run_batched(fn, group, bucket, np.float64, take, chunk=int(budget // max(chunk_bytes(bucket), 1)))
+    def buckets(draw: Draw) -> dict[str, int]:
+        return engine.bucket(draw.dims, chunk_bytes)
+
+    for exact in (True, False):
+        for bucket, group in _group(fits, buckets).values():
+            _references(engine, fn, group, extract, lambda d: bucket, exact,
+                      chunk=int(budget // max(chunk_bytes(bucket), 1)))
 
 
 def _user_line(err: BaseException, file: str) -> str:
@@ -330,7 +352,11 @@ def _check_one(derivation: Derivation, c: Check, tally: Tally, draw: Draw, ctx: 
     if tally.error is not None or tally.first_problem is not None or c.name not in draw.refs:
         return  # already broken beyond comparison, or skipped at this size
     fn = derivation.functions[c.name]
-    ref = draw.refs[c.name]
+    ref, rough = draw.refs[c.name], draw.rough[c.name]
+    if c.kind == "jvp":
+        floor = [noise_floor(r, q, settings.dtype) for r, q in zip(ref, rough)]
+    else:
+        floor = noise_floor(ref, rough, settings.dtype)
     try:
         with np.errstate(all="ignore"):
             if c.kind == "jvp":
@@ -343,8 +369,8 @@ def _check_one(derivation: Derivation, c: Check, tally: Tally, draw: Draw, ctx: 
         return
     if c.kind == "jvp":
         # The worst of the directions stands for the draw.
-        results = [compare(g, r, settings.rtol, settings.atol) for g, r in zip(got, ref)]
+        results = [compare(g, r, settings.rtol, settings.atol, f) for g, r, f in zip(got, ref, floor)]
         worst = max(range(len(results)), key=lambda i: (results[i].problem is not None, results[i].rel_err))
         tally.add(draw, results[worst], got[worst], ref[worst])
     else:
-        tally.add(draw, compare(got, ref, settings.rtol, settings.atol), got, ref)
+        tally.add(draw, compare(got, ref, settings.rtol, settings.atol, floor), got, ref)

@@ -38,16 +38,16 @@ def _act(name: str, B):
 
 
 def forward(cfg, masks, X, y, G1, G2, gamma, beta):
+    # Broadcasts are written out (None axes) so the model runs under jax_numpy_rank_promotion="raise".
     rows = masks["N"][:, None]
-    units = masks["p2"]
     n = masks["N"].sum()
     H = X @ G1
     mu = (rows * H).sum(0) / n
-    Hc = H - mu
+    Hc = H - mu[None, :]
     var = (rows * Hc**2).sum(0) / (n - cfg["ddof"])
-    sigma = (var + cfg["eps"] + (1 - units)) ** 0.5
-    Hhat = Hc / sigma
-    B = gamma * Hhat + beta
+    sigma = (var + cfg["eps"] + (1 - masks["p2"])) ** 0.5
+    Hhat = Hc / sigma[None, :]
+    B = gamma[None, :] * Hhat + beta[None, :]
     A, dA = _act(cfg["activation"], B)
     yhat = A @ G2
     resid = y - yhat

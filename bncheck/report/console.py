@@ -12,22 +12,22 @@ _STYLE = {"pass": "green", "fail": "bold red", "error": "bold red", "missing": "
 
 
 def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2e}"
+    return "—" if value is None or value != value or value in (float("inf"), float("-inf")) else f"{value:.2e}"
 
 
-def _case(check: CheckResult, dtype: str) -> str:
+def _case(check: CheckResult) -> str:
     if check.worst is None:
         return ""
-    shape = ",".join(f"{k}={v}" for k, v in check.worst["shape"].items())
-    where = f" @ {check.worst['index']}" if check.worst.get("index") else ""
-    return f"{dtype}[{shape}]#seed{check.worst['seed']}{where}"
+    shape = " ".join(f"{k}={v}" for k, v in check.worst["shape"].items())
+    where = f" at {check.worst['index']}" if check.worst.get("index") else ""
+    return f"{shape} seed {check.worst['seed']}{where}"
 
 
 def _note(check: CheckResult) -> str:
     if check.diagnosis is not None:
         text = f"{check.diagnosis['code']}: {check.diagnosis['message']}"
         line = check.diagnosis.get("line")
-        return f"{text} ({line})" if line else text
+        return f"{text}\n  at {line}" if line else text
     return check.message or ""
 
 
@@ -38,44 +38,51 @@ class ReportView:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         r, s = self.report, self.report.settings
         shapes = (
-            ",".join(f"{k}={v}" for k, v in s["shape"].items())
+            " ".join(f"{k}={v}" for k, v in s["shape"].items())
             if s["shape"]
             else " ".join(f"{k}∈[{lo},{hi}]" for k, (lo, hi) in s["sweep"].items())
         )
-        redrawn = f", {r.redrawn} redrawn off a relu kink" if r.redrawn else ""
+        redrawn = f" ({r.redrawn} redrawn off a relu kink)" if r.redrawn else ""
+        references = sorted({c.reference for c in r.checks if c.reference})
         yield Text.assemble(
             ("bncheck ", "bold"),
-            f"model {r.model} · derivation {r.derivation} · {r.draws} draws{redrawn} · {shapes}\n",
-            f"{s['dtype']} · rtol {s['rtol']:g} · atol {s['atol']:g} · activation {s['activation']} · "
-            f"ddof {s['ddof']} · eps {s['eps']:g} · seed {s['seed']}",
-            style="dim",
+            f"{r.derivation} on {r.model}: {r.draws} draws{redrawn}, {shapes}\n",
+            (
+                f"{s['dtype']}, rtol {s['rtol']:g}, atol {s['atol']:g}; activation {s['activation']}, "
+                f"ddof {s['ddof']}, eps {s['eps']:g}; seed {s['seed']}; against {', '.join(references) or 'nothing'}",
+                "dim",
+            ),
         )
-        table = Table(show_edge=False, pad_edge=False, expand=False)
-        table.add_column("check")
-        table.add_column("status")
-        table.add_column("reference", style="dim")
-        table.add_column("max abs err", justify="right")
-        table.add_column("max rel err", justify="right")
-        table.add_column("worst draw", overflow="fold")
-        table.add_column("diagnosis", overflow="fold")
-        for c in r.checks:
+        shown = [c for c in r.checks if c.status != "missing" or not c.passed]
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        table.add_column("check", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("max abs err", justify="right", no_wrap=True)
+        table.add_column("max rel err", justify="right", no_wrap=True)
+        table.add_column("worst draw")
+        for c in shown:
             table.add_row(
                 c.name,
-                Text(c.status.upper() if not c.passed else c.status, style=_STYLE[c.status]),
-                c.reference or "",
+                Text(c.status if c.passed else c.status.upper(), style=_STYLE[c.status]),
                 _num(c.max_abs_err),
                 _num(c.max_rel_err),
-                _case(c, s["dtype"]),
-                _note(c),
+                _case(c),
             )
         yield table
+        absent = [c.name for c in r.checks if c.status == "missing" and c.passed]
+        if absent:
+            yield Text(f"not defined (not required): {', '.join(absent)}", style="dim")
+        for c in r.checks:
+            if c.passed and c.message and c.status != "missing":
+                yield Text.assemble((f"{c.name}: ", "yellow"), c.message)
         for c in r.failed:
+            yield Text.assemble(("\n✗ ", "bold red"), (c.name, "bold"), "  ", _note(c))
             if c.replay:
-                yield Text.assemble(("replay ", "dim"), (c.name, "bold"), ("  " + c.replay, ""))
+                yield Text.assemble(("  replay: ", "dim"), c.replay)
         ran = [c for c in r.checks if c.status in ("pass", "fail", "error")]
         if r.passed:
-            yield Text(f"PASS  {len(ran)} checks agree with JAX over {r.draws} draws", style="bold green")
+            yield Text(f"\nPASS  {len(ran)} checks agree with JAX over {r.draws} draws", style="bold green")
         elif not ran:
-            yield Text("FAIL  no check ran", style="bold red")
+            yield Text("\nFAIL  no check ran", style="bold red")
         else:
-            yield Text(f"FAIL  {len(r.failed)} of {len(r.checks)} checks failed", style="bold red")
+            yield Text(f"\nFAIL  {len(r.failed)} of {len(r.checks)} checks failed", style="bold red")

@@ -1,0 +1,67 @@
+"""The error distributions the default tolerances rest on (README "Tolerances").
+
+Runs a correct derivation over many draws and prints, per dtype and check, quantiles of
+max|got - ref| / max|ref| by batch size N, the worst draw, and the largest fraction of the allowed
+error (atol + rtol max|ref| + noise floor) that any draw used: below 1 means no false failure. Usage:
+
+    python bench/tolerances.py --trials 10000                 # closed-form, relu, ddof 0, eps 1e-5
+    python bench/tolerances.py --trials 2000 --ddof 1 --eps 0 --activation tanh
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from bncheck.compare import TOLERANCES
+from bncheck.loader import load_derivation
+from bncheck.models import get_model
+from bncheck.settings import resolve
+from bncheck.sweep import run_sweep
+
+BANDS = ((2, 2), (3, 4), (5, 16), (17, 10**9))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("derivation", nargs="?", default="closed-form")
+    parser.add_argument("--trials", type=int, default=10000)
+    parser.add_argument("--dtype", action="append", choices=("float64", "float32"))
+    parser.add_argument("--activation", default="relu")
+    parser.add_argument("--ddof", type=int, default=0)
+    parser.add_argument("--eps", type=float, default=1e-5)
+    parser.add_argument("--config", default=None)
+    args = parser.parse_args()
+
+    for dtype in args.dtype or ["float64", "float32"]:
+        settings = resolve(
+            dict(trials=args.trials, dtype=dtype, activation=args.activation, ddof=args.ddof, eps=args.eps),
+            args.config,
+        )
+        model = get_model(settings.model)
+        result = run_sweep(model, settings, load_derivation(args.derivation, model))
+        N = np.array([d.dims["N"] for d in result.draws])
+        tol = TOLERANCES[dtype]
+        print(f"\n{dtype}: {args.trials} draws, {result.redrawn} redrawn off a relu kink; "
+              f"default rtol {tol.rtol:g}, atol {tol.atol:g}")
+        print(f"{'check':12} {'N':>7} {'draws':>6} {'median':>9} {'p99':>9} {'p99.9':>9} {'max':>9}")
+        for name, tally in result.tallies.items():
+            errors = np.array(tally.rel_errors)
+            assert len(errors) == len(N), "every draw must have been compared"
+            for lo, hi in BANDS:
+                band = errors[(N >= lo) & (N <= hi)]
+                if band.size:
+                    label = f"{lo}" if lo == hi else f"{lo}-{hi if hi < 10**9 else ''}"
+                    q = np.quantile(band, [0.5, 0.99, 0.999])
+                    print(f"{name:12} {label:>7} {band.size:6d} {q[0]:9.1e} {q[1]:9.1e} {q[2]:9.1e} {band.max():9.1e}")
+            worst = result.draws[int(np.argmax(errors))]
+            used = np.array(tally.used)
+            closest = result.draws[int(np.argmax(used))]
+            print(f"{'':12} worst rel err {errors.max():.2e} at {worst.case_id(dtype)}; "
+                  f"most of the allowance used: {used.max():.2g} at {closest.case_id(dtype)}; "
+                  f"failures: {tally.failures}")
+
+
+if __name__ == "__main__":
+    main()
