@@ -12,7 +12,7 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "verify": "bncheck.verify",
+    "verify": "bncheck.pipeline",
     "resolve": "bncheck.settings",
     "Settings": "bncheck.settings",
     "load_derivation": "bncheck.loader",

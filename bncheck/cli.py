@@ -20,6 +20,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help text: rich markup would eat "[sweep]" and every "[default: ...]".
+    rich_markup_mode=None,
     help="Verify hand-derived gradients and Kronecker-form Jacobians against JAX autodiff over randomized shape sweeps.",
 )
 console = Console()
@@ -96,21 +98,29 @@ def verify(
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
         console.print(ReportView(report))
-        if settings.json:
-            from bncheck.report.jsonfile import write_json
-
-            write_json(report, settings.json)
-    if settings.junit:
-        from bncheck.report.junit import write_junit
-
-        write_junit(report, settings.junit)
+    try:
+        _write_files(report, settings)
+    except OSError as err:
+        if debug:
+            raise
+        _fail(f"cannot write report {err.filename}: {err.strerror}")
     raise typer.Exit(0 if report.passed else 1)
+
+
+def _write_files(report, settings) -> None:
+    from bncheck.report.jsonfile import write_json
+    from bncheck.report.junit import write_junit
+
+    if settings.json and settings.json != "-":
+        write_json(report, settings.json)
+    if settings.junit:
+        write_junit(report, settings.junit)
 
 
 def _run(derivation, settings):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from bncheck.verify import verify as run_verify
+    from bncheck.pipeline import verify as run_verify
 
     quiet = settings.json == "-" or not errors.is_terminal
     with Progress(

@@ -171,10 +171,11 @@ def resolve(flags: Mapping[str, Any], config: str | Path | None = None) -> Setti
     unknown = set(ranges) - set(model.dims)
     if unknown:
         raise SettingsError(
-            f"config: [sweep] names {', '.join(sorted(unknown))}, not a dimension of model {model.name} "
+            f"config {config}: [sweep] names {', '.join(sorted(unknown))}, not a dimension of model {model.name} "
             f"(its dimensions: {', '.join(model.dims)})"
         )
-    sweep = {name: _check_range("config", name, ranges.get(name, bounds)) for name, bounds in model.dims.items()}
+    source = f"config {config}"
+    sweep = {name: _check_range(source, name, ranges.get(name, bounds)) for name, bounds in model.dims.items()}
 
     shape = None
     if values.get("shape") is not None:
@@ -236,6 +237,10 @@ def _validate(s: Settings, model: Model) -> None:
         value = getattr(s, name)
         if not math.isfinite(value) or value < 0:
             raise SettingsError(f"{name}: must be a finite number >= 0, got {value}")
+    for name in ("json", "junit"):
+        path = getattr(s, name)
+        if path and path != "-" and not Path(path).resolve().parent.is_dir():
+            raise SettingsError(f"{name}: cannot write {path}: no such folder {Path(path).resolve().parent}")
     if not s.max_jacobian_mb > 0:
         raise SettingsError(f"max_jacobian_mb: must be > 0, got {s.max_jacobian_mb}")
     smallest = dict(s.shape) if s.shape is not None else {name: lo for name, (lo, _) in s.sweep.items()}

@@ -1,4 +1,4 @@
-"""verify(): settings -> draws -> references and derivation -> report, the whole pipeline in one call."""
+"""The pipeline behind verify(): settings -> draws -> references and derivation -> report, the whole pipeline in one call."""
 
 from __future__ import annotations
 

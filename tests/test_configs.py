@@ -1,0 +1,24 @@
+"""The shipped configs say what they claim: default.toml is the built-in defaults written out, and
+seed-question.toml is CONTRACT §1's reproduction of the seed question."""
+
+from bncheck.settings import Settings, resolve
+from conftest import REPO
+
+CONFIGS = REPO / "configs"
+
+
+def test_default_toml_is_the_builtin_default():
+    assert resolve({}, CONFIGS / "default.toml") == resolve({})
+    assert resolve({}).trials >= 200
+
+
+def test_seed_question_toml_matches_the_contract():
+    s = resolve({}, CONFIGS / "seed-question.toml")
+    assert (s.activation, s.ddof, s.eps) == ("relu", 1, 0.0)
+    assert dict(s.shape) == {"N": 10, "p1": 7, "p2": 4, "k": 1}
+
+
+def test_ci_toml_is_small_and_requires_the_gradients():
+    s = resolve({}, CONFIGS / "ci.toml")
+    assert s.trials < Settings.trials
+    assert set(s.require) == {"beta", "gamma", "G1", "G2"}
