@@ -212,9 +212,16 @@ def run_sweep(
 ) -> SweepResult:
     import jax
 
+    jax.config.update("jax_enable_x64", True)
+    # On GPUs the default float32 matmul is TF32: its 1e-3 rounding would corrupt a float32 run's ctx
+    # and inflate the float32 reference behind the noise floor. Every entry point gets full precision.
+    with jax.default_matmul_precision("highest"):
+        return _run_sweep(model, settings, derivation, on_progress)
+
+
+def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_progress: Callable) -> SweepResult:
     from bncheck.references import Plan, build
 
-    jax.config.update("jax_enable_x64", True)
     checks = list(derivation.checks.values())
     jvp_targets = {c.target for c in checks if c.kind == "jvp"}
     plan = Plan(
