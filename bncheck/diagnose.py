@@ -44,8 +44,8 @@ def _name_factor(factors: list[tuple[float, int]]) -> str | None:
     return None
 
 
-def diagnose(kind: str, problem: dict | None, samples: list[tuple[dict, object, np.ndarray]]) -> dict:
-    """kind: the check's kind; problem: an exception or uncomparable value already found, if any;
+def diagnose(problem: dict | None, samples: list[tuple[dict, object, np.ndarray]]) -> dict:
+    """problem: an uncomparable value already found (shape, non-array, non-finite), if any;
     samples: (dims, got, ref) for failing draws."""
     if problem is not None:
         return problem

@@ -52,13 +52,6 @@ def build(model: Model, cfg: dict[str, Any], plan: Plan) -> Callable:
     return jax.jit(jax.vmap(one))
 
 
-def build_forward(model: Model, cfg: dict[str, Any]) -> Callable:
-    """batched(arrays, masks) -> forward record, for the ctx of a run in a dtype other than float64."""
-    import jax
-
-    return jax.jit(jax.vmap(lambda arrays, masks: model.forward(cfg, masks, **arrays)))
-
-
 def output_axes(model: Model, cfg: dict[str, Any]) -> dict[str, tuple[str | int, ...]]:
     """The forward record's shapes in dimension names, from one trace (no compile, no FLOPs)."""
     import jax

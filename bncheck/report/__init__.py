@@ -116,7 +116,7 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
             problem = {"code": comparison.problem, "message": comparison.message}
         elif tally.worst is not None:
             failing_draw = tally.worst[0]
-        result.diagnosis = diagnose(c.kind, problem, [(d.dims, got, ref) for d, got, ref in tally.samples])
+        result.diagnosis = diagnose(problem, [(d.dims, got, ref) for d, got, ref in tally.samples])
         result.replay = _replay(derivation, model, settings, failing_draw)
     elif tally.ran == 0:
         result.status = "skipped"
