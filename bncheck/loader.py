@@ -69,10 +69,10 @@ def is_path(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec or "\\" in spec or Path(spec).is_file()
 
 
-def _user_line(err: BaseException, file: str) -> str:
-    """'FILE:LINE' of the innermost frame of the traceback that lies in the user's file."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == Path(file)]
-    return f"{file}:{frames[-1].lineno}" if frames else file
+def user_frame(err: BaseException, file: str) -> traceback.FrameSummary | None:
+    """The innermost frame of err's traceback that lies in the user's file, if any."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if file and Path(f.filename) == Path(file)]
+    return frames[-1] if frames else None
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -97,9 +97,9 @@ def _import_file(path: Path) -> ModuleType:
         exec(code, module.__dict__)
     except Exception as err:
         del sys.modules[name]
-        raise LoadError(
-            f"derivation: importing {_user_line(err, str(path))} failed: {type(err).__name__}: {err}"
-        ) from err
+        frame = user_frame(err, str(path))
+        where = f"{path}:{frame.lineno}" if frame else str(path)
+        raise LoadError(f"derivation: importing {where} failed: {type(err).__name__}: {err}") from err
     return module
 
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 import math
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from bncheck.compare import TOLERANCES, Comparison, compare, noise_floor
-from bncheck.loader import Check, Derivation
+from bncheck.loader import Check, Derivation, user_frame
 from bncheck.models import Model
 from bncheck.settings import Settings
 
@@ -349,9 +348,8 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
 
 
 def _user_line(err: BaseException, file: str) -> str:
-    frames = traceback.extract_tb(err.__traceback__)
-    mine = [f for f in frames if file and Path(f.filename) == Path(file)]
-    frame = (mine or frames)[-1]
+    """'FILE:LINE: code' of the user's own line that raised (else of the innermost frame)."""
+    frame = user_frame(err, file) or traceback.extract_tb(err.__traceback__)[-1]
     return f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}"
 
 
