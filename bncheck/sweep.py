@@ -279,7 +279,7 @@ def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_prog
 
 
 def _references(engine: Engine, fn: Callable, draws: list[Draw], extract: Callable, buckets: Callable,
-                exact: bool, chunk: int = CHUNK) -> None:
+                exact: bool, chunk_for: Callable[[dict[str, int]], int] = lambda bucket: CHUNK) -> None:
     """The float64 references (exact) or the same computed in float32 (not exact), by bucket.
 
     The float32 run of the same reference measures how much rounding this draw's computation
@@ -293,7 +293,7 @@ def _references(engine: Engine, fn: Callable, draws: list[Draw], extract: Callab
 
     dtype, take = (np.float64, take_exact) if exact else (np.float32, take_rough)
     for bucket, group in _group(draws, buckets).values():
-        engine.run_batched(fn, group, bucket, dtype, take, chunk)
+        engine.run_batched(fn, group, bucket, dtype, take, chunk_for(bucket))
 
 
 def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dict[str, Tally]) -> None:
@@ -310,18 +310,22 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
         out = engine.output_shapes(dims)[c.output]
         return 8 * math.prod(out) * math.prod({**model.inputs(dims), **model.params(dims)}[c.target])
 
-    fits = []
+    # The checks each draw can afford, decided once: skipped ones get no reference and no call.
+    within: dict[int, list[Check]] = {}
     for draw in draws:
-        too_big = [c for c in dense if nbytes(c, draw.dims) > budget]
-        for c in too_big:
+        within[id(draw)] = []
+        for c in dense:
+            size = nbytes(c, draw.dims)
+            if size <= budget:
+                within[id(draw)].append(c)
+                continue
             tallies[c.name].skipped += 1
             tallies[c.name].skip_reason = (
                 f"the dense Jacobian at {draw.case_id(engine.settings.dtype)} would take "
-                f"{nbytes(c, draw.dims) / 2**20:,.0f} MB, over --max-jacobian-mb "
+                f"{size / 2**20:,.0f} MB, over --max-jacobian-mb "
                 f"{engine.settings.max_jacobian_mb:g}; give the differential form jvp_{c.output}_{c.target} instead"
             )
-        if len(too_big) < len(dense):
-            fits.append(draw)
+    fits = [draw for draw in draws if within[id(draw)]]
 
     fn = build(model, engine.cfg, Plan(jacs=tuple(sorted({(c.output, c.target) for c in dense}))))
 
@@ -329,10 +333,9 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
         shapes = engine.output_shapes(draw.dims)
         params = {**model.inputs(draw.dims), **model.params(draw.dims)}
         refs = {}
-        for c in dense:
-            if nbytes(c, draw.dims) <= budget:
-                J = _cut(out["jac"][f"{c.output}|{c.target}"], shapes[c.output] + params[c.target])
-                refs[c.name] = _vec_jacobian(J, len(shapes[c.output]))
+        for c in within[id(draw)]:
+            J = _cut(out["jac"][f"{c.output}|{c.target}"], shapes[c.output] + params[c.target])
+            refs[c.name] = _vec_jacobian(J, len(shapes[c.output]))
         return refs
 
     def chunk_bytes(dims: dict[str, int]) -> int:
@@ -342,9 +345,8 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
         return engine.bucket(draw.dims, chunk_bytes)
 
     for exact in (True, False):
-        for bucket, group in _group(fits, buckets).values():
-            _references(engine, fn, group, extract, lambda d: bucket, exact,
-                      chunk=int(budget // max(chunk_bytes(bucket), 1)))
+        _references(engine, fn, fits, extract, buckets, exact,
+                    chunk_for=lambda bucket: int(budget // max(chunk_bytes(bucket), 1)))
 
 
 def _user_line(err: BaseException, file: str) -> str:
