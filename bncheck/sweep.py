@@ -70,6 +70,9 @@ class Tally:
     max_rel: float = 0.0
     worst: tuple[Draw, Comparison] | None = None
     failures: int = 0
+    # The failing draw furthest past its allowance: the one a replay must reproduce. (`worst`, by
+    # relative error, can be a passing draw whose tiny reference made a large but allowed ratio.)
+    worst_failure: tuple[Draw, Comparison] | None = None
     first_problem: tuple[Draw, Comparison] | None = None
     error: tuple[Draw, str, str] | None = None  # draw, "Type: message", "file:line"
     samples: list[tuple[Draw, np.ndarray, np.ndarray]] = field(default_factory=list)
@@ -91,8 +94,16 @@ class Tally:
             self.first_problem = (draw, result)
         if not result.ok:
             self.failures += 1
+            if result.problem is None and (
+                self.worst_failure is None or _overshoot(result) > _overshoot(self.worst_failure[1])
+            ):
+                self.worst_failure = (draw, result)
             if len(self.samples) < FAILURE_SAMPLES:
                 self.samples.append((draw, got, ref))
+
+
+def _overshoot(result: Comparison) -> float:
+    return result.abs_err / result.allowed if result.allowed > 0 else np.inf
 
 
 @dataclass

@@ -5,10 +5,11 @@ import jax
 import numpy as np
 import pytest
 
+from bncheck.loader import load_derivation
 from bncheck.models import get_model
 from bncheck.references import Plan, build
 from bncheck.settings import resolve
-from bncheck.sweep import _vec_jacobian, plan_draws
+from bncheck.sweep import _vec_jacobian, plan_draws, run_sweep
 from conftest import DERIVATIONS, SMALL, failed
 
 MODEL = get_model("bn-mlp")
@@ -105,3 +106,34 @@ def test_noise_floor_does_not_hide_slips_at_n_equal_2(run, slip):
     """N = 2 is where batch norm is worst conditioned and the noise floor largest."""
     report = run(str(DERIVATIONS / f"{slip}.py"), shape="N=2,p1=6,p2=3,k=1", activation="tanh", trials=8)
     assert failed(report) == __import__(f"derivations.{slip}", fromlist=["x"]).EXPECTED_FAIL
+
+
+def test_replay_points_at_a_failing_draw_not_the_largest_ratio(run, tmp_path):
+    """In float32 a correct grad_G1 shows huge relative errors where its reference is about eps and
+    passes there; a 1% slip at N > 5 fails. The replay and `worst` must name a failing draw."""
+    path = tmp_path / "slip_large_n.py"
+    path.write_text(
+        "from bncheck.derivations.bn_mlp_closed_form import grad_G1 as exact\n"
+        "def grad_G1(ctx):\n"
+        "    return exact(ctx) * (1.01 if ctx.N > 5 else 1.0)\n"
+    )
+    # p1 = 1 draws make the true grad_G1 about eps in size, so they pass with large relative errors.
+    config = tmp_path / "narrow.toml"
+    config.write_text("[sweep]\ntrials = 60\nN = [2, 12]\np1 = [1, 3]\np2 = [1, 4]\nk = [1, 2]\n")
+    settings = resolve({"dtype": "float32", "activation": "tanh"}, config)
+    tally = run_sweep(MODEL, settings, load_derivation(str(path), MODEL)).tallies["grad_G1"]
+    passing = [rel for rel, used in zip(tally.rel_errors, tally.used) if used <= 1]
+    assert max(passing) > tally.worst_failure[1].rel_err  # the trap: the largest ratio passes
+
+    report = run(str(path), config=config, dtype="float32", activation="tanh")
+    check = {c.name: c for c in report.checks}["grad_G1"]
+    assert check.status == "fail"
+    assert check.worst["shape"]["N"] > 5
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from bncheck.cli import app
+
+    replay = CliRunner().invoke(app, shlex.split(check.replay)[1:])
+    assert replay.exit_code == 1

@@ -107,15 +107,15 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
     elif tally.failures:
         result.status, result.passed = "fail", False
         problem = None
-        failing_draw = tally.samples[0][0]
         if tally.first_problem is not None:
             draw, comparison = tally.first_problem
             failing_draw = draw
             result.worst = _where(draw, comparison.index or None)
             result.max_abs_err = result.max_rel_err = math.inf
             problem = {"code": comparison.problem, "message": comparison.message}
-        elif tally.worst is not None:
-            failing_draw = tally.worst[0]
+        else:
+            failing_draw, comparison = tally.worst_failure
+            result.worst = _where(failing_draw, comparison.index)
         result.diagnosis = diagnose(problem, [(d.dims, got, ref) for d, got, ref in tally.samples])
         result.replay = _replay(derivation, model, settings, failing_draw)
     elif tally.ran == 0:
