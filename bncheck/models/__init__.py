@@ -40,6 +40,9 @@ class Model:
     check_dims: Callable[[Dims, Any], str | None] = lambda dims, settings: None
     # kink_field(settings) -> the forward field whose zeros are kinks of the activation, or None.
     kink_field: Callable[[Any], str | None] = lambda settings: None
+    # variants(cfg) -> {diagnosis code: cfg'}: the same model under a known wrong assumption (batch
+    # statistics held constant, the other ddof). A failing check that matches one is named by it.
+    variants: Callable[[dict[str, Any]], dict[str, dict[str, Any]]] = lambda cfg: {}
 
     def _names(self, which: Callable[[Dims], dict[str, Shape]]) -> tuple[str, ...]:
         return tuple(which({name: lo for name, (lo, _) in self.dims.items()}))

@@ -46,6 +46,13 @@ def forward(cfg, masks, X, y, G1, G2, gamma, beta):
     Hc = H - mu[None, :]
     var = (rows * Hc**2).sum(0) / (n - cfg["ddof"])
     sigma = (var + cfg["eps"] + (1 - masks["p2"])) ** 0.5
+    if cfg.get("stats") == "constant":
+        # The trap of the BN paper (section 2, seed 002): a gradient that treats mu and sigma as
+        # constants. Only the batch-stats-constant variant sets this; the forward values are unchanged.
+        import jax
+
+        mu, sigma = jax.lax.stop_gradient(mu), jax.lax.stop_gradient(sigma)
+        Hc = H - mu[None, :]
     Hhat = Hc / sigma[None, :]
     B = gamma[None, :] * Hhat + beta[None, :]
     A, dA = _act(cfg["activation"], B)
@@ -97,4 +104,8 @@ MODEL = Model(
     paddable=True,
     check_dims=_check_dims,
     kink_field=lambda settings: "B" if settings.activation == "relu" else None,
+    variants=lambda cfg: {
+        "batch-stats-constant": {**cfg, "stats": "constant"},
+        "ddof": {**cfg, "ddof": 1 - cfg["ddof"]},
+    },
 )
