@@ -39,7 +39,7 @@ def main() -> None:
             dict(trials=args.trials, dtype=dtype, activation=args.activation, ddof=args.ddof, eps=args.eps),
             args.config,
         )
-        model = get_model(settings.model)
+        model = get_model(settings.model, settings.to_dict())
         result = run_sweep(model, settings, load_derivation(args.derivation, model))
         N = np.array([d.dims["N"] for d in result.draws])
         tol = TOLERANCES[dtype]

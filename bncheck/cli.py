@@ -40,7 +40,10 @@ def verify(
         typer.Argument(help="A derivation .py file, or a built-in: closed-form (default), kronecker, seed-question."),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with any of these settings and a [sweep] table.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model to differentiate (see `bncheck models`). [default: bn-mlp]")] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option(help="A built-in model (see `bncheck models`) or your own model file PATH.py. [default: bn-mlp]"),
+    ] = None,
     activation: Annotated[
         Optional[str], typer.Option(help="relu | tanh | sigmoid | softplus | identity. [default: relu]")
     ] = None,
@@ -49,6 +52,11 @@ def verify(
     ] = None,
     eps: Annotated[Optional[float], typer.Option(help="Added to the variance under the square root. [default: 1e-5]")] = None,
     outputs: Annotated[Optional[int], typer.Option(help="Output columns k (fixes k for every draw). [default: 1]")] = None,
+    layout: Annotated[Optional[str], typer.Option(help="bn-layer: fc (x is N x D) | conv (x is N x C x H x W). [default: fc]")] = None,
+    layers: Annotated[Optional[int], typer.Option(help="mlp: number of affine layers L. [default: 2]")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="mlp: mse | xent (softmax cross-entropy). [default: mse]")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="conv: stride of the convolution. [default: 1]")] = None,
+    padding: Annotated[Optional[int], typer.Option(help="conv: zero padding on each side. [default: 0]")] = None,
     trials: Annotated[Optional[int], typer.Option(help="Number of draws. [default: 200]")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the first draw; draw t has seed + t. [default: 0]")] = None,
     shape: Annotated[
@@ -74,7 +82,8 @@ def verify(
 ) -> None:
     """Check a derivation's functions against jax.grad / jax.jacfwd / jax.jvp over a sweep of draws."""
     flags = dict(
-        model=model, activation=activation, ddof=ddof, eps=eps, outputs=outputs, trials=trials, seed=seed,
+        model=model, activation=activation, ddof=ddof, eps=eps, outputs=outputs, layout=layout, layers=layers,
+        loss=loss, stride=stride, padding=padding, trials=trials, seed=seed,
         shape=shape, dtype=dtype, device=device, rtol=rtol, atol=atol, require=require,
         max_jacobian_mb=max_jacobian_mb, json=json_path, junit=junit,
     )
@@ -139,30 +148,43 @@ def _run(derivation, settings):
 
 
 @app.command()
-def models() -> None:
+def models(
+    model: Annotated[
+        Optional[str], typer.Argument(help="Show only this model: a built-in name or a model file PATH.py.")
+    ] = None,
+) -> None:
     """List the models: dimensions, parameters, ctx fields, checkable functions and built-in derivations."""
-    from rich.table import Table
-
     from bncheck.models import get_model, model_names
 
-    for name in model_names():
-        m = get_model(name)
-        dims = ", ".join(f"{d}∈[{lo},{hi}]" for d, (lo, hi) in m.dims.items())
-        some = {d: lo for d, (lo, _) in m.dims.items()}
-        table = Table(title=f"{m.name}: {m.summary}", title_justify="left", show_header=False, box=None)
-        table.add_column(style="bold")
-        table.add_column(overflow="fold")
-        table.add_row("dimensions", f"{dims}  (default sweep ranges)")
-        table.add_row("inputs", ", ".join(f"{n} ({', '.join(_symbolic(m, n))})" for n in m.inputs(some)))
-        table.add_row("parameters", ", ".join(f"{n} ({', '.join(_symbolic(m, n))})" for n in m.params(some)))
+    try:
+        shown = [get_model(name) for name in ([model] if model else model_names())]
+    except BncheckError as err:
+        _fail(str(err))
+    for m in shown:
+        console.print(_model_table(m))
+
+
+def _model_table(m):
+    from rich.table import Table
+
+    dims = ", ".join(f"{d}∈[{lo},{hi}]" for d, (lo, hi) in m.dims.items())
+    some = {d: lo for d, (lo, _) in m.dims.items()}
+    table = Table(title=f"{m.name}: {m.summary}", title_justify="left", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("dimensions", f"{dims}  (default sweep ranges)")
+    table.add_row("inputs", ", ".join(f"{n} ({', '.join(_symbolic(m, n))})" for n in m.inputs(some)))
+    table.add_row("parameters", ", ".join(f"{n} ({', '.join(_symbolic(m, n))})" for n in m.params(some)))
+    if m.options:
         table.add_row("settings", ", ".join(m.options))
-        table.add_row("ctx fields", "inputs and parameters above, " + ", ".join(m.dims) + ", " + ", ".join(m.options))
-        for field, text in m.outputs.items():
-            table.add_row("", f"{field}: {text}")
-        table.add_row("functions", ", ".join(m.checks))
-        table.add_row("", "also grad_<input>, jac_<field>_<target>, jvp_<field>_<target> for any ctx field")
+    table.add_row("ctx fields", "inputs and parameters above, " + ", ".join([*m.dims, *m.options]))
+    for field, text in m.outputs.items():
+        table.add_row("", f"{field}: {text}")
+    table.add_row("functions", ", ".join(m.checks))
+    table.add_row("", "also grad_<input>, jac_<field>_<target>, jvp_<field>_<target> for any ctx field")
+    if m.derivations:
         table.add_row("built-ins", ", ".join(f"{d}{' (default)' if d == m.default_derivation else ''}" for d in m.derivations))
-        console.print(table)
+    return table
 
 
 def _symbolic(model, name: str) -> tuple[str, ...]:

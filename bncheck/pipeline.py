@@ -48,7 +48,9 @@ def verify(
 
     if settings is None:
         settings = resolve(flags, config)
-    model = get_model(settings.model)
+    model = get_model(settings.model, settings.to_dict())
+    if derivation is None and model.default_derivation is None:
+        raise BncheckError(f"derivation: model {model.name} has no built-in derivation; give a derivation file")
     spec = model.default_derivation if derivation is None else derivation
     loaded = load_derivation(str(spec) if isinstance(spec, Path) else spec, model)
     device = _device(settings.device)

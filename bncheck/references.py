@@ -52,18 +52,23 @@ def build(model: Model, cfg: dict[str, Any], plan: Plan) -> Callable:
     return jax.jit(jax.vmap(one))
 
 
-def output_axes(model: Model, cfg: dict[str, Any]) -> dict[str, tuple[str | int, ...]]:
-    """The forward record's shapes in dimension names, from one trace (no compile, no FLOPs)."""
+def output_shapes_at(model: Model, cfg: dict[str, Any], dims: dict[str, int]) -> dict[str, tuple[int, ...]]:
+    """The forward record's shapes at `dims`, from one trace (no compile, no FLOPs)."""
     import jax
     import numpy as np
 
-    from bncheck.models import probe_dims, symbolic
-
-    dims = probe_dims(model)
     arrays = {
         name: jax.ShapeDtypeStruct(shape, np.float64)
         for name, shape in {**model.inputs(dims), **model.params(dims)}.items()
     }
     masks = {name: jax.ShapeDtypeStruct((size,), np.float64) for name, size in dims.items()}
     shapes = jax.eval_shape(lambda a, m: model.forward(cfg, m, **a), arrays, masks)
-    return {name: symbolic(s.shape, dims) for name, s in shapes.items()}
+    return {name: tuple(s.shape) for name, s in shapes.items()}
+
+
+def output_axes(model: Model, cfg: dict[str, Any]) -> dict[str, tuple[str | int, ...]]:
+    """The forward record's shapes in dimension names, traced once at distinct probe sizes."""
+    from bncheck.models import probe_dims, symbolic
+
+    dims = probe_dims(model)
+    return {name: symbolic(shape, dims) for name, shape in output_shapes_at(model, cfg, dims).items()}

@@ -14,19 +14,27 @@ from typing import Any, Mapping
 
 from bncheck.compare import TOLERANCES
 from bncheck.errors import SettingsError
-from bncheck.models import ACTIVATIONS, Model, get_model
+from bncheck.models import ACTIVATIONS, OPTION_DEFAULTS, Model, get_model
 
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "gpu")
+LAYOUTS = ("fc", "conv")
+LOSSES = ("mse", "xent")
 
 
 @dataclass(frozen=True)
 class Settings:
     model: str = "bn-mlp"
-    activation: str = "relu"
-    ddof: int = 0
-    eps: float = 1e-5
+    activation: str = OPTION_DEFAULTS["activation"]
+    ddof: int = OPTION_DEFAULTS["ddof"]
+    eps: float = OPTION_DEFAULTS["eps"]
     outputs: int | None = None
+    # Options of other built-in models (see `bncheck models`); each model reads only its own.
+    layout: str = OPTION_DEFAULTS["layout"]
+    layers: int = OPTION_DEFAULTS["layers"]
+    loss: str = OPTION_DEFAULTS["loss"]
+    stride: int = OPTION_DEFAULTS["stride"]
+    padding: int = OPTION_DEFAULTS["padding"]
     trials: int = 200
     seed: int = 0
     # One fixed shape for every draw; None draws a shape per trial from `sweep`.
@@ -49,6 +57,10 @@ class Settings:
         out["require"] = list(self.require)
         return out
 
+    def model_options(self, model: Model) -> dict[str, Any]:
+        """The settings `model` reads (its forward's `options`)."""
+        return {name: getattr(self, name) for name in model.options}
+
     def option_args(self, model: Model) -> list[str]:
         """The flags that reproduce this run's model settings, for replay commands."""
         args = [] if self.model == "bn-mlp" else ["--model", self.model]
@@ -69,6 +81,11 @@ _TYPES: dict[str, type] = {
     "ddof": int,
     "eps": float,
     "outputs": int,
+    "layout": str,
+    "layers": int,
+    "loss": str,
+    "stride": int,
+    "padding": int,
     "trials": int,
     "seed": int,
     "shape": str,
@@ -167,7 +184,8 @@ def resolve(flags: Mapping[str, Any], config: str | Path | None = None) -> Setti
         values, ranges = _read_config(Path(config))
     values.update({key: value for key, value in flags.items() if value is not None})
 
-    model = get_model(values.get("model", Settings.model))
+    model = get_model(values.get("model", Settings.model), {**OPTION_DEFAULTS, **values})
+    _check_options_apply(values, model)
     unknown = set(ranges) - set(model.dims)
     if unknown:
         raise SettingsError(
@@ -220,11 +238,26 @@ def resolve(flags: Mapping[str, Any], config: str | Path | None = None) -> Setti
     return settings
 
 
+def _check_options_apply(values: Mapping[str, Any], model: Model) -> None:
+    """An option set away from its default for a model that never reads it is a mistake to report:
+    `--layout conv` on bn-mlp would otherwise be silently ignored."""
+    for name in OPTION_DEFAULTS:
+        if name in values and name not in model.options and values[name] != getattr(Settings, name):
+            reads = f"it reads {', '.join(model.options)}" if model.options else "it has no options"
+            raise SettingsError(f"{name}: model {model.name} has no option {name} ({reads})")
+
+
 def _validate(s: Settings, model: Model) -> None:
     if s.activation not in ACTIVATIONS:
         raise SettingsError(f"activation: unknown activation {s.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
     if s.ddof not in (0, 1):
         raise SettingsError(f"ddof: must be 0 or 1, got {s.ddof}")
+    for name, allowed in (("layout", LAYOUTS), ("loss", LOSSES)):
+        if getattr(s, name) not in allowed:
+            raise SettingsError(f"{name}: unknown {name} {getattr(s, name)!r}; choose one of {', '.join(allowed)}")
+    for name, least in (("layers", 1), ("stride", 1), ("padding", 0)):
+        if getattr(s, name) < least:
+            raise SettingsError(f"{name}: must be at least {least}, got {getattr(s, name)}")
     if not math.isfinite(s.eps) or s.eps < 0:
         raise SettingsError(f"eps: must be a finite number >= 0, got {s.eps}")
     if s.trials < 1:
@@ -244,7 +277,7 @@ def _validate(s: Settings, model: Model) -> None:
     if not s.max_jacobian_mb > 0:
         raise SettingsError(f"max_jacobian_mb: must be > 0, got {s.max_jacobian_mb}")
     smallest = dict(s.shape) if s.shape is not None else {name: lo for name, (lo, _) in s.sweep.items()}
-    problem = model.check_dims(smallest, s)
+    problem = model.check_dims(smallest, s.model_options(model))
     if problem:
         where = "shape" if s.shape is not None else "sweep"
         raise SettingsError(f"{where}: {problem}")

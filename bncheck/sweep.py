@@ -132,11 +132,38 @@ def _sample(model: Model, draw: Draw, dtype: str, jvp_targets: set[str]) -> None
 
     rng = np.random.default_rng([draw.seed, 1, draw.attempt])
     shapes = {**model.inputs(draw.dims), **model.params(draw.dims)}
-    draw.arrays = {name: rounded(rng.standard_normal(shape)) for name, shape in shapes.items()}
+    custom = _custom_sample(model, rng, draw.dims, shapes) if model.sample is not None else {}
+    draw.arrays = {
+        name: rounded(custom[name] if name in custom else rng.standard_normal(shape)) for name, shape in shapes.items()
+    }
     rng = np.random.default_rng([draw.seed, 2, draw.attempt])
     draw.directions = {
         t: rounded(rng.standard_normal((JVP_DIRECTIONS, *shapes[t]))) for t in sorted(jvp_targets)
     }
+
+
+def _custom_sample(model: Model, rng: np.random.Generator, dims: dict[str, int], shapes: dict) -> dict[str, np.ndarray]:
+    """The arrays a model's own sample(rng, d) draws, checked against the shapes it declares."""
+    from bncheck.errors import LoadError
+
+    try:
+        custom = model.sample(rng, dict(dims))
+    except Exception as err:
+        raise LoadError(f"model: {model.name}: sample(rng, d) raised {type(err).__name__}: {err}") from None
+    if not isinstance(custom, dict):
+        raise LoadError(f"model: {model.name}: sample(rng, d) must return a dict of name -> array")
+    out = {}
+    for name, value in custom.items():
+        if name not in shapes:
+            raise LoadError(f"model: {model.name}: sample(rng, d) returned {name!r}, not an input or parameter")
+        array = np.asarray(value, dtype=np.float64)
+        if array.shape != shapes[name]:
+            raise LoadError(
+                f"model: {model.name}: sample(rng, d) gave {name} shape {array.shape}, but inputs/params say "
+                f"{shapes[name]} at {dims}"
+            )
+        out[name] = array
+    return out
 
 
 def _pad(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -158,13 +185,21 @@ class Engine:
     def __init__(self, model: Model, settings: Settings):
         self.model = model
         self.settings = settings
-        self.cfg = {name: getattr(settings, name) for name in model.options}
+        self.cfg = settings.model_options(model)
         self._axes: dict[str, tuple[str | int, ...]] | None = None
+        self._exact: dict[tuple, dict[str, tuple[int, ...]]] = {}
 
     def output_shapes(self, dims: dict[str, int]) -> dict[str, tuple[int, ...]]:
         from bncheck.models import concrete
-        from bncheck.references import output_axes
+        from bncheck.references import output_axes, output_shapes_at
 
+        if not self.model.paddable:
+            # A model file's shapes need not be linear in its dims (a strided convolution), so they
+            # are traced at each distinct shape; such models compile per shape anyway.
+            key = tuple(dims.items())
+            if key not in self._exact:
+                self._exact[key] = output_shapes_at(self.model, self.cfg, dims)
+            return self._exact[key]
         if self._axes is None:
             self._axes = output_axes(self.model, self.cfg)
         return {name: concrete(axes, dims) for name, axes in self._axes.items()}
@@ -240,7 +275,7 @@ def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_prog
     )
     engine = Engine(model, settings)
     tol = TOLERANCES[settings.dtype]
-    kink_field = model.kink_field(settings)
+    kink_field = model.kink_field(engine.cfg)
     tallies = {c.name: Tally(c) for c in checks}
     draws = plan_draws(settings)
 

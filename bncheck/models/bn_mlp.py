@@ -17,7 +17,18 @@ padded columns of X, G1 and G2 are zero, so nothing real depends on anything pad
 
 from __future__ import annotations
 
-from bncheck.models import Model
+SUMMARY = "The seed network y = a(b(X G1)) G2 + e with batch normalisation b (seed 000)."
+OPTIONS = ("activation", "ddof", "eps")
+DIMS = {"N": (2, 64), "p1": (1, 16), "p2": (1, 16), "k": (1, 1)}
+DIM_DEFAULTS = {"k": 1}
+
+
+def inputs(d):
+    return {"X": (d["N"], d["p1"]), "y": (d["N"], d["k"])}
+
+
+def params(d):
+    return {"G1": (d["p1"], d["p2"]), "G2": (d["p2"], d["k"]), "gamma": (d["p2"],), "beta": (d["p2"],)}
 
 
 def _act(name: str, B):
@@ -37,16 +48,16 @@ def _act(name: str, B):
     return B, jnp.ones_like(B)
 
 
-def forward(cfg, masks, X, y, G1, G2, gamma, beta):
+def forward(X, y, G1, G2, gamma, beta, *, options, masks):
     # Broadcasts are written out (None axes) so the model runs under jax_numpy_rank_promotion="raise".
     rows = masks["N"][:, None]
     n = masks["N"].sum()
     H = X @ G1
     mu = (rows * H).sum(0) / n
     Hc = H - mu[None, :]
-    var = (rows * Hc**2).sum(0) / (n - cfg["ddof"])
-    sigma = (var + cfg["eps"] + (1 - masks["p2"])) ** 0.5
-    if cfg.get("stats") == "constant":
+    var = (rows * Hc**2).sum(0) / (n - options["ddof"])
+    sigma = (var + options["eps"] + (1 - masks["p2"])) ** 0.5
+    if options.get("stats") == "constant":
         # The trap of the BN paper (section 2, seed 002): a gradient that treats mu and sigma as
         # constants. Only the batch-stats-constant variant sets this; the forward values are unchanged.
         import jax
@@ -55,57 +66,51 @@ def forward(cfg, masks, X, y, G1, G2, gamma, beta):
         Hc = H - mu[None, :]
     Hhat = Hc / sigma[None, :]
     B = gamma[None, :] * Hhat + beta[None, :]
-    A, dA = _act(cfg["activation"], B)
+    A, dA = _act(options["activation"], B)
     yhat = A @ G2
     resid = y - yhat
     R = (rows * resid**2).sum() / n
     return {"R": R, "H": H, "mu": mu, "sigma": sigma, "Hhat": Hhat, "B": B, "A": A, "dA": dA, "yhat": yhat, "resid": resid}
 
 
-def _check_dims(dims, settings) -> str | None:
-    if dims["N"] <= settings.ddof:
-        return f"N={dims['N']} leaves no degree of freedom with ddof={settings.ddof} (need N > ddof)"
-    if settings.eps == 0 and dims["N"] < 2:
+def check_dims(dims, options) -> str | None:
+    if dims["N"] <= options["ddof"]:
+        return f"N={dims['N']} leaves no degree of freedom with ddof={options['ddof']} (need N > ddof)"
+    if options["eps"] == 0 and dims["N"] < 2:
         return f"N={dims['N']} with eps=0 makes sigma zero (need N >= 2, or eps > 0)"
     return None
 
 
-MODEL = Model(
-    name="bn-mlp",
-    summary="The seed network y = a(b(X G1)) G2 + e with batch normalisation b (seed 000).",
-    dims={"N": (2, 64), "p1": (1, 16), "p2": (1, 16), "k": (1, 1)},
-    dim_defaults={"k": 1},
-    inputs=lambda d: {"X": (d["N"], d["p1"]), "y": (d["N"], d["k"])},
-    params=lambda d: {"G1": (d["p1"], d["p2"]), "G2": (d["p2"], d["k"]), "gamma": (d["p2"],), "beta": (d["p2"],)},
-    forward=forward,
-    outputs={
-        "H": "X @ G1, the pre-normalisation activations (N, p2)",
-        "mu": "batch mean of H over rows (p2,)",
-        "sigma": "sqrt(sum_rows (H - mu)^2 / (N - ddof) + eps) (p2,)",
-        "Hhat": "(H - mu) / sigma (N, p2)",
-        "B": "gamma * Hhat + beta, the batch-normalised pre-activation (N, p2)",
-        "A": "act(B) (N, p2)",
-        "dA": "act'(B), with relu'(0) = 0 (N, p2)",
-        "yhat": "A @ G2 (N, k)",
-        "resid": "y - yhat (N, k)",
-    },
-    checks=(
-        "grad_beta", "grad_gamma", "grad_G1", "grad_G2",
-        "jac_B_beta", "jac_B_gamma", "jac_B_G1",
-        "jvp_B_beta", "jvp_B_gamma", "jvp_B_G1",
-    ),
-    derivations={
-        "closed-form": "bncheck.derivations.bn_mlp_closed_form",
-        "kronecker": "bncheck.derivations.bn_mlp_kronecker",
-        "seed-question": "bncheck.derivations.bn_mlp_seed_question",
-    },
-    default_derivation="closed-form",
-    options=("activation", "ddof", "eps"),
-    paddable=True,
-    check_dims=_check_dims,
-    kink_field=lambda settings: "B" if settings.activation == "relu" else None,
-    variants=lambda cfg: {
-        "batch-stats-constant": {**cfg, "stats": "constant"},
-        "ddof": {**cfg, "ddof": 1 - cfg["ddof"]},
-    },
+def kink_field(options) -> str | None:
+    return "B" if options["activation"] == "relu" else None
+
+
+def variants(options) -> dict:
+    return {
+        "batch-stats-constant": {**options, "stats": "constant"},
+        "ddof": {**options, "ddof": 1 - options["ddof"]},
+    }
+
+
+OUTPUTS = {
+    "H": "X @ G1, the pre-normalisation activations (N, p2)",
+    "mu": "batch mean of H over rows (p2,)",
+    "sigma": "sqrt(sum_rows (H - mu)^2 / (N - ddof) + eps) (p2,)",
+    "Hhat": "(H - mu) / sigma (N, p2)",
+    "B": "gamma * Hhat + beta, the batch-normalised pre-activation (N, p2)",
+    "A": "act(B) (N, p2)",
+    "dA": "act'(B), with relu'(0) = 0 (N, p2)",
+    "yhat": "A @ G2 (N, k)",
+    "resid": "y - yhat (N, k)",
+}
+CHECKS = (
+    "grad_beta", "grad_gamma", "grad_G1", "grad_G2",
+    "jac_B_beta", "jac_B_gamma", "jac_B_G1",
+    "jvp_B_beta", "jvp_B_gamma", "jvp_B_G1",
 )
+DERIVATIONS = {
+    "closed-form": "bncheck.derivations.bn_mlp_closed_form",
+    "kronecker": "bncheck.derivations.bn_mlp_kronecker",
+    "seed-question": "bncheck.derivations.bn_mlp_seed_question",
+}
+DEFAULT_DERIVATION = "closed-form"
