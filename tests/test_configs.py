@@ -1,8 +1,9 @@
 """The shipped configs say what they claim: default.toml is the built-in defaults written out, and
 seed-question.toml is CONTRACT §1's reproduction of the seed question."""
 
-from bncheck.settings import Settings, resolve
 from conftest import REPO
+
+from bncheck.settings import Settings, resolve
 
 CONFIGS = REPO / "configs"
 

@@ -5,9 +5,9 @@ import importlib.util
 
 import jax
 import pytest
+from conftest import DERIVATIONS, REPO, failed, statuses
 
 from bncheck.models import ACTIVATIONS
-from conftest import DERIVATIONS, REPO, failed, statuses
 
 FILES = sorted(DERIVATIONS.glob("*.py"))
 

@@ -4,13 +4,13 @@ draws are reproducible; dense Jacobians over budget are skipped, never called.""
 import jax
 import numpy as np
 import pytest
+from conftest import DERIVATIONS, SMALL, failed
 
 from bncheck.loader import load_derivation
 from bncheck.models import get_model
 from bncheck.references import Plan, build
 from bncheck.settings import resolve
 from bncheck.sweep import _vec_jacobian, plan_draws, run_sweep
-from conftest import DERIVATIONS, SMALL, failed
 
 MODEL = get_model("bn-mlp")
 CFG = {"activation": "tanh", "ddof": 1, "eps": 1e-5}

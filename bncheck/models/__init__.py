@@ -258,6 +258,7 @@ def _traced(model: Model, inputs: dict[str, Shape], params: dict[str, Shape], wh
 
     jax.config.update("jax_enable_x64", True)
     arrays = {n: jax.ShapeDtypeStruct(s, np.float64) for n, s in {**inputs, **params}.items()}
+    masks = {d: jax.ShapeDtypeStruct((lo,), np.float64) for d, (lo, _) in model.dims.items()}
 
     def fail(what: str, err: Exception) -> LoadError:
         frame = user_frame(err, model.file or "")
@@ -266,7 +267,7 @@ def _traced(model: Model, inputs: dict[str, Shape], params: dict[str, Shape], wh
         return LoadError(f"model: {where}: {what} raised {type(err).__name__}{at}: {first}")
 
     try:
-        out = jax.eval_shape(lambda a: model.forward({}, {}, **a), arrays)
+        out = jax.eval_shape(lambda a, m: model.forward({}, m, **a), arrays, masks)
     except Exception as err:
         raise fail("forward", err) from None
     if not isinstance(out, dict) or "R" not in out:
@@ -275,7 +276,7 @@ def _traced(model: Model, inputs: dict[str, Shape], params: dict[str, Shape], wh
     if out["R"].shape != ():
         raise LoadError(f"model: {where}: forward's R must be a scalar, got shape {out['R'].shape}")
     try:
-        jax.eval_shape(jax.grad(lambda a: model.forward({}, {}, **a)["R"]), arrays)
+        jax.eval_shape(jax.grad(lambda a, m: model.forward({}, m, **a)["R"]), arrays, masks)
     except Exception as err:
         raise fail("differentiating forward with jax.grad", err) from None
     outputs = {name: f"returned by forward, shape {tuple(s.shape)} at the smallest dims" for name, s in out.items() if name != "R"}

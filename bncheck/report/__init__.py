@@ -50,6 +50,8 @@ class Report:
     draws: int
     redrawn: int
     checks: list[CheckResult] = field(default_factory=list)
+    # The settings the model reads (its forward's options), for the report's header.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class Report:
             "model": self.model,
             "derivation": self.derivation,
             "settings": self.settings,
+            "options": self.options,
             "draws": self.draws,
             "redrawn": self.redrawn,
             "checks": [c.to_dict() for c in self.checks],
@@ -163,4 +166,5 @@ def build_report(model: Model, settings: Settings, derivation: Derivation, sweep
         draws=len(sweep.draws),
         redrawn=sweep.redrawn,
         checks=checks,
+        options=settings.model_options(model),
     )

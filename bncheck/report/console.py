@@ -44,12 +44,13 @@ class ReportView:
         )
         redrawn = f" ({r.redrawn} redrawn off a relu kink)" if r.redrawn else ""
         references = sorted({c.reference for c in r.checks if c.reference})
+        options = "".join(f"{name} {value:g}; " if isinstance(value, float) else f"{name} {value}; " for name, value in r.options.items())
         yield Text.assemble(
             ("bncheck ", "bold"),
             f"{r.derivation} on {r.model}: {r.draws} draws{redrawn}, {shapes}\n",
             (
-                f"{s['dtype']}, rtol {s['rtol']:g}, atol {s['atol']:g}; activation {s['activation']}, "
-                f"ddof {s['ddof']}, eps {s['eps']:g}; seed {s['seed']}; against {', '.join(references) or 'nothing'}",
+                f"{s['dtype']}, rtol {s['rtol']:g}, atol {s['atol']:g}; {options}"
+                f"seed {s['seed']}; against {', '.join(references) or 'nothing'}",
                 "dim",
             ),
         )
