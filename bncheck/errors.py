@@ -15,3 +15,7 @@ class SettingsError(BncheckError):
 
 class LoadError(BncheckError):
     """A derivation or model file could not be found, parsed or imported."""
+
+
+class CaseError(BncheckError):
+    """An exported case or a file of values computed elsewhere could not be read or is malformed."""

@@ -65,6 +65,13 @@ def _known_names(model: Model) -> list[str]:
     return names
 
 
+def unknown_name(name: str, model: Model) -> str:
+    """Why `name` is no checkable function of `model`, with the closest one as a hint."""
+    close = difflib.get_close_matches(name, _known_names(model), n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"{name} names no target or output of model {model.name}{hint}"
+
+
 def is_path(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec or "\\" in spec or Path(spec).is_file()
 
@@ -118,7 +125,6 @@ def load_derivation(spec: str | ModuleType, model: Model) -> Derivation:
         )
 
     derivation = Derivation(name=name, file=getattr(module, "__file__", "") or "")
-    known = _known_names(model)
     for attr, value in vars(module).items():
         if not attr.startswith(PREFIXES) or not callable(value):
             continue
@@ -129,9 +135,7 @@ def load_derivation(spec: str | ModuleType, model: Model) -> Derivation:
         elif getattr(value, "__module__", None) == module.__name__:
             # Only the file's own definitions can be typos; imported helpers (bncheck.kron's
             # jac_kron_A, say) are not claims about this model.
-            close = difflib.get_close_matches(attr, known, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            derivation.unknown[attr] = f"{attr} names no target or output of model {model.name}{hint}"
+            derivation.unknown[attr] = unknown_name(attr, model)
     if not derivation.checks and not derivation.unknown:
         raise LoadError(
             f"derivation: {name} defines no checkable function; define any of {', '.join(model.checks)}"

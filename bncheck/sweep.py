@@ -254,17 +254,21 @@ def run_sweep(
     settings: Settings,
     derivation: Derivation,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
+    draws: list[Draw] | None = None,
 ) -> SweepResult:
+    """Runs the sweep; `draws`, when given, are checked as they are (their `arrays` set, nothing
+    sampled or redrawn): an exported case read back by `verify-values`."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
     # On GPUs the default float32 matmul is TF32: its 1e-3 rounding would corrupt a float32 run's ctx
     # and inflate the float32 reference behind the noise floor. Every entry point gets full precision.
     with jax.default_matmul_precision("highest"):
-        return _run_sweep(model, settings, derivation, on_progress)
+        return _run_sweep(model, settings, derivation, on_progress, draws)
 
 
-def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_progress: Callable) -> SweepResult:
+def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_progress: Callable,
+               prepared: list[Draw] | None) -> SweepResult:
     from bncheck.references import Plan, build
 
     checks = list(derivation.checks.values())
@@ -277,7 +281,7 @@ def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_prog
     tol = TOLERANCES[settings.dtype]
     kink_field = model.kink_field(engine.cfg)
     tallies = {c.name: Tally(c) for c in checks}
-    draws = plan_draws(settings)
+    draws = plan_draws(settings) if prepared is None else prepared
 
     def extract(draw: Draw, out: dict) -> dict[str, np.ndarray]:
         shapes = engine.output_shapes(draw.dims)
@@ -298,11 +302,12 @@ def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_prog
 
     main = build(model, engine.cfg, plan)
     pending, redrawn = draws, 0
-    for draw in draws:
+    for draw in draws if prepared is None else ():
         _sample(model, draw, settings.dtype, jvp_targets)
     while pending:
         _references(engine, main, pending, extract, buckets=lambda d: engine.bucket(d.dims), exact=True)
-        pending = [d for d in pending if on_kink(d) and d.attempt < MAX_ATTEMPTS]
+        # A prepared draw is the case someone computed on: it is checked as given, kink or not.
+        pending = [d for d in pending if prepared is None and on_kink(d) and d.attempt < MAX_ATTEMPTS]
         for draw in pending:
             draw.attempt += 1
             redrawn += 1
