@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -33,65 +34,39 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-@app.command()
-def verify(
-    derivation: Annotated[
-        Optional[str],
-        typer.Argument(help="A derivation .py file, or a built-in: closed-form (default), kronecker, seed-question."),
-    ] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML file with any of these settings and a [sweep] table.")] = None,
-    model: Annotated[
-        Optional[str],
-        typer.Option(help="A built-in model (see `bncheck models`) or your own model file PATH.py. [default: bn-mlp]"),
-    ] = None,
-    activation: Annotated[
-        Optional[str], typer.Option(help="relu | tanh | sigmoid | softplus | identity. [default: relu]")
-    ] = None,
-    ddof: Annotated[
-        Optional[int], typer.Option(help="Variance divisor N - ddof: 0 as in the BN paper, 1 as R's scale(). [default: 0]")
-    ] = None,
-    eps: Annotated[Optional[float], typer.Option(help="Added to the variance under the square root. [default: 1e-5]")] = None,
-    outputs: Annotated[Optional[int], typer.Option(help="Output columns k (fixes k for every draw). [default: 1]")] = None,
-    layout: Annotated[Optional[str], typer.Option(help="bn-layer: fc (x is N x D) | conv (x is N x C x H x W). [default: fc]")] = None,
-    layers: Annotated[Optional[int], typer.Option(help="mlp: number of affine layers L. [default: 2]")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="mlp: mse | xent (softmax cross-entropy). [default: mse]")] = None,
-    stride: Annotated[Optional[int], typer.Option(help="conv: stride of the convolution. [default: 1]")] = None,
-    padding: Annotated[Optional[int], typer.Option(help="conv: zero padding on each side. [default: 0]")] = None,
-    trials: Annotated[Optional[int], typer.Option(help="Number of draws. [default: 200]")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the first draw; draw t has seed + t. [default: 0]")] = None,
-    shape: Annotated[
-        Optional[str], typer.Option(help="One fixed shape for every draw, e.g. N=10,p1=7,p2=4,k=1; else shapes are swept.")
-    ] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="float64 | float32, with its own tolerances. [default: float64]")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu | gpu, where JAX computes the references. [default: cpu]")] = None,
-    rtol: Annotated[
-        Optional[float], typer.Option(help="Pass if max|got-ref| <= atol + rtol*max|ref|. [default: by dtype]")
-    ] = None,
-    atol: Annotated[Optional[float], typer.Option(help="Absolute tolerance. [default: by dtype]")] = None,
-    require: Annotated[
-        Optional[str], typer.Option(help="Checks that must be defined: all, or names such as beta,gamma,jac_B_G1.")
-    ] = None,
-    max_jacobian_mb: Annotated[
-        Optional[float], typer.Option(help="Dense Jacobians larger than this are skipped. [default: 256]")
-    ] = None,
-    json_path: Annotated[
-        Optional[str], typer.Option("--json", help="Write the JSON report here ('-' for standard output, table off).")
-    ] = None,
-    junit: Annotated[Optional[str], typer.Option(help="Write a JUnit XML report here.")] = None,
-    debug: Annotated[bool, typer.Option(help="Show tracebacks for errors.")] = False,
-) -> None:
-    """Check a derivation's functions against jax.grad / jax.jacfwd / jax.jvp over a sweep of draws."""
-    flags = dict(
-        model=model, activation=activation, ddof=ddof, eps=eps, outputs=outputs, layout=layout, layers=layers,
-        loss=loss, stride=stride, padding=padding, trials=trials, seed=seed,
-        shape=shape, dtype=dtype, device=device, rtol=rtol, atol=atol, require=require,
-        max_jacobian_mb=max_jacobian_mb, json=json_path, junit=junit,
-    )
-    try:
-        from bncheck.settings import resolve
+def _setting(kind: type, flag: str, help: str):
+    """An option whose None means "not given", so that the config file and the defaults apply."""
+    return Annotated[kind | None, typer.Option(flag, help=help)]
 
-        settings = resolve(flags, config)
-        report = _run(derivation, settings)
+
+# Options shared by verify, case export and verify-values, declared once.
+ConfigOption = _setting(Path, "--config", "TOML file with any of these settings and a [sweep] table.")
+ModelOption = _setting(
+    str, "--model", "A built-in model (see `bncheck models`) or your own model file PATH.py. [default: bn-mlp]"
+)
+ActivationOption = _setting(str, "--activation", "relu | tanh | sigmoid | softplus | identity. [default: relu]")
+DdofOption = _setting(int, "--ddof", "Variance divisor N - ddof: 0 as in the BN paper, 1 as R's scale(). [default: 0]")
+EpsOption = _setting(float, "--eps", "Added to the variance under the square root. [default: 1e-5]")
+OutputsOption = _setting(int, "--outputs", "Output columns k (fixes k for every draw). [default: 1]")
+LayoutOption = _setting(str, "--layout", "bn-layer: fc (x is N x D) | conv (x is N x C x H x W). [default: fc]")
+LayersOption = _setting(int, "--layers", "mlp: number of affine layers L. [default: 2]")
+LossOption = _setting(str, "--loss", "mlp: mse | xent (softmax cross-entropy). [default: mse]")
+StrideOption = _setting(int, "--stride", "conv: stride of the convolution. [default: 1]")
+PaddingOption = _setting(int, "--padding", "conv: zero padding on each side. [default: 0]")
+DtypeOption = _setting(str, "--dtype", "float64 | float32, with its own tolerances. [default: float64]")
+RtolOption = _setting(float, "--rtol", "Pass if max|got-ref| <= atol + rtol*max|ref|. [default: by dtype]")
+AtolOption = _setting(float, "--atol", "Absolute tolerance. [default: by dtype]")
+RequireOption = _setting(str, "--require", "Checks that must be defined: all, or names such as beta,gamma,jac_B_G1.")
+JsonOption = _setting(str, "--json", "Write the JSON report here ('-' for standard output, table off).")
+JunitOption = _setting(str, "--junit", "Write a JUnit XML report here.")
+DebugOption = Annotated[bool, typer.Option(help="Show tracebacks for errors.")]
+
+
+@contextmanager
+def _one_line_errors(debug: bool):
+    """bncheck's own errors become one line and exit 2; anything else is a bug, traced with --debug."""
+    try:
+        yield
     except BncheckError as err:
         if debug:
             raise
@@ -101,6 +76,58 @@ def verify(
             raise
         _fail(f"internal error: {type(err).__name__}: {err} (run with --debug for the traceback)")
 
+
+@app.command()
+def verify(
+    derivation: Annotated[
+        Optional[str],
+        typer.Argument(help="A derivation .py file, or a built-in: closed-form (default), kronecker, seed-question."),
+    ] = None,
+    config: ConfigOption = None,
+    model: ModelOption = None,
+    activation: ActivationOption = None,
+    ddof: DdofOption = None,
+    eps: EpsOption = None,
+    outputs: OutputsOption = None,
+    layout: LayoutOption = None,
+    layers: LayersOption = None,
+    loss: LossOption = None,
+    stride: StrideOption = None,
+    padding: PaddingOption = None,
+    trials: Annotated[Optional[int], typer.Option(help="Number of draws. [default: 200]")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the first draw; draw t has seed + t. [default: 0]")] = None,
+    shape: Annotated[
+        Optional[str], typer.Option(help="One fixed shape for every draw, e.g. N=10,p1=7,p2=4,k=1; else shapes are swept.")
+    ] = None,
+    dtype: DtypeOption = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu | gpu, where JAX computes the references. [default: cpu]")] = None,
+    rtol: RtolOption = None,
+    atol: AtolOption = None,
+    require: RequireOption = None,
+    max_jacobian_mb: Annotated[
+        Optional[float], typer.Option(help="Dense Jacobians larger than this are skipped. [default: 256]")
+    ] = None,
+    json_path: JsonOption = None,
+    junit: JunitOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Check a derivation's functions against jax.grad / jax.jacfwd / jax.jvp over a sweep of draws."""
+    flags = dict(
+        model=model, activation=activation, ddof=ddof, eps=eps, outputs=outputs, layout=layout, layers=layers,
+        loss=loss, stride=stride, padding=padding, trials=trials, seed=seed,
+        shape=shape, dtype=dtype, device=device, rtol=rtol, atol=atol, require=require,
+        max_jacobian_mb=max_jacobian_mb, json=json_path, junit=junit,
+    )
+    with _one_line_errors(debug):
+        from bncheck.settings import resolve
+
+        settings = resolve(flags, config)
+        report = _run(derivation, settings)
+    _finish(report, settings, debug)
+
+
+def _finish(report, settings, debug: bool) -> None:
+    """Table or JSON on stdout, the report files, and the exit status: 0 passed, 1 failed."""
     from bncheck.report.console import ReportView
 
     if settings.json == "-":
@@ -151,6 +178,94 @@ def _run(derivation, settings):
         return run_verify(
             derivation, settings, on_progress=lambda done, total: progress.update(task, completed=done)
         )
+
+
+case_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="One draw as a file, for gradients computed in another language; check them with verify-values.",
+)
+app.add_typer(case_app, name="case")
+
+
+@case_app.command("export")
+def case_export(
+    out: Annotated[Path, typer.Option("--out", help="Where to write: a .json or .npz file, or a folder for csv.")],
+    config: ConfigOption = None,
+    model: ModelOption = None,
+    activation: ActivationOption = None,
+    ddof: DdofOption = None,
+    eps: EpsOption = None,
+    outputs: OutputsOption = None,
+    layout: LayoutOption = None,
+    layers: LayersOption = None,
+    loss: LossOption = None,
+    stride: StrideOption = None,
+    padding: PaddingOption = None,
+    seed: Annotated[int | None, typer.Option(help="The draw's seed: verify's draw at this seed. [default: 0]")] = None,
+    shape: Annotated[
+        str | None,
+        typer.Option(help="The draw's shape, e.g. N=10,p1=7,p2=4,k=1; else the shape the seed draws from the sweep ranges."),
+    ] = None,
+    dtype: DtypeOption = None,
+    format: Annotated[
+        str | None, typer.Option(help="json | npz | csv (a folder). [default: npz for a .npz --out, else json]")
+    ] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Write one draw: its settings, every input and parameter, and the forward record.
+
+    JSON: {"model", "settings", "attempt", "arrays": {"X": [[row], ...], "gamma": [...], ...},
+    "forward": {"H": ..., "mu": ..., ...}}; matrices are lists of rows, vectors flat lists. npz: an
+    entry per array, "forward/H" and so on, and "settings.json". csv: a folder with settings.json,
+    X.csv (one line per row, no header; a vector one value per line) and forward/H.csv, ...
+    "arrays" are what the references are computed on; "forward" (the ctx fields H, mu, sigma, Hhat,
+    B, A, dA, yhat, resid, R) is for your program's convenience and never read back. Jacobians you
+    write back use column-major vec (vec(M) stacks the columns of M): jac_B_G1 = dvec(B)/dvec(G1)' is
+    (N*p2, p1*p2), jac_B_beta and jac_B_gamma are (N*p2, p2).
+    """
+    from bncheck.case import FORMATS, export_case
+
+    fmt = format or ("npz" if out.suffix.lower() == ".npz" else "json")
+    if fmt not in FORMATS:
+        _fail(f"format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    flags = {
+        "model": model, "activation": activation, "ddof": ddof, "eps": eps, "outputs": outputs, "layout": layout,
+        "layers": layers, "loss": loss, "stride": stride, "padding": padding, "seed": seed, "shape": shape,
+        "dtype": dtype,
+    }
+    with _one_line_errors(debug):
+        from bncheck.settings import resolve
+
+        export_case(resolve(flags, config), out, fmt)
+
+
+@app.command("verify-values")
+def verify_values(
+    case: Annotated[Path, typer.Argument(help="A case written by `bncheck case export` (.json, .npz or csv folder).")],
+    values: Annotated[
+        Path,
+        typer.Argument(help="Your values, named as the functions (grad_beta, grad_G1, jac_B_G1, ...), in the case's layout."),
+    ],
+    rtol: RtolOption = None,
+    atol: AtolOption = None,
+    require: RequireOption = None,
+    json_path: JsonOption = None,
+    junit: JunitOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Check gradients and Jacobians computed elsewhere on an exported case, reporting as verify does.
+
+    The references are recomputed from the case's own arrays. A value of the wrong shape or not made
+    of numbers fails its check and says so; a name that matches no function is an error like a
+    misspelt function; jvp_ values are not accepted (a case carries no direction V).
+    """
+    flags = {"rtol": rtol, "atol": atol, "require": require, "json": json_path, "junit": junit}
+    with _one_line_errors(debug):
+        from bncheck.case import verify_values as run_values
+
+        report, settings = run_values(case, values, flags)
+    _finish(report, settings, debug)
 
 
 @app.command()
