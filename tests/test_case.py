@@ -7,6 +7,8 @@ the case with json, csv and numpy only, and knows nothing of bncheck.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -254,3 +256,31 @@ def test_export_flags_are_checked(tmp_path):
     assert_one_line_error(
         invoke(["case", "export", "--shape", "N=4,p1=2,p2=2", "--out", tmp_path / "no" / "c.json"]), "cannot write"
     )
+
+
+# ------------------------------------------------------------------------------------- the R example
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="Rscript is not on the PATH (Debian: r-base-core)")
+def test_the_r_round_trip_catches_the_authors_slips(tmp_path):
+    report_path = tmp_path / "report.json"
+    env = {**os.environ, "BNCHECK": f"{sys.executable} -m bncheck", "PYTHONPATH": str(REPO)}
+    script = REPO / "examples" / "r" / "round_trip.sh"
+    done = subprocess.run(
+        ["sh", script, tmp_path, "--json", report_path], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    checks = by_name(json.loads(report_path.read_text()))
+    assert {n for n, c in checks.items() if c["status"] == "fail"} == set(GRADIENTS)
+    assert checks["grad_G2"]["diagnosis"]["factor_name"] == "N"
+    assert checks["grad_gamma"]["diagnosis"] == {"code": "shape", "message": "returned shape (4, 4), expected (4,)"}
+    # The posted ap() is 1 everywhere, so grad_beta = 1'(-2 u G2'), no multiple of the truth. R read
+    # the case and wrote its values back faithfully: the same formula in NumPy gives the same numbers.
+    assert checks["grad_beta"]["diagnosis"]["code"] == "unknown"
+    case = {name: np.loadtxt(tmp_path / "case" / f"{name}.csv", delimiter=",", ndmin=2) for name in ("X", "y", "G1", "G2")}
+    gamma, beta = (np.loadtxt(tmp_path / "case" / f"{name}.csv") for name in ("gamma", "beta"))
+    H = case["X"] @ case["G1"]
+    B = gamma * (H - H.mean(axis=0)) / H.std(axis=0, ddof=1) + beta
+    u = case["y"] - np.maximum(B, 0) @ case["G2"]
+    expected = (-2 * u @ case["G2"].T).sum(axis=0)
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "grads" / "grad_beta.csv"), expected, rtol=1e-12)
