@@ -50,6 +50,8 @@ DRAW_SETTINGS = ("dtype", "seed", "shape")
 
 @dataclass
 class Case:
+    """A case read back: its model, its settings (one trial at its seed and shape) and its arrays."""
+
     model: Model
     settings: Settings
     attempt: int
