@@ -13,7 +13,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
@@ -284,3 +284,27 @@ def test_the_r_round_trip_catches_the_authors_slips(tmp_path):
     u = case["y"] - np.maximum(B, 0) @ case["G2"]
     expected = (-2 * u @ case["G2"].T).sum(axis=0)
     np.testing.assert_allclose(np.loadtxt(tmp_path / "grads" / "grad_beta.csv"), expected, rtol=1e-12)
+
+
+def test_a_model_file_case_whose_forward_record_serves_as_ctx(tmp_path):
+    """The forward record is what a derivation's ctx holds: layer norm's own NumPy derivation, run on
+    the exported arrays and forward fields alone, verifies, and a slip in it is named."""
+    import importlib.util
+
+    example = REPO / "examples" / "layernorm"
+    case = export(tmp_path / "case.json", "--model", str(example / "model.py"), "--shape", "N=3,D=4", "--seed", "2")
+    doc = json.loads(case.read_text())
+    assert set(doc["forward"]) >= {"R", "mu", "sigma", "xhat", "y"}
+    ctx = SimpleNamespace(**{n: np.array(v) for n, v in {**doc["arrays"], **doc["forward"]}.items()}, N=3, D=4)
+    spec = importlib.util.spec_from_file_location("layernorm_correct", example / "correct.py")
+    derivation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(derivation)
+    arrays = {n: getattr(derivation, n)(ctx).tolist() for n in ("grad_beta", "grad_gamma", "grad_x", "grad_dout")}
+    arrays["grad_x"] = (3 * np.array(arrays["grad_x"])).tolist()  # a stray factor N
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps({"arrays": arrays}))
+    status, report = verify_values(case, values, tmp_path)
+    checks = by_name(report)
+    assert status == 1
+    assert {n for n, c in checks.items() if c["status"] == "pass"} == {"grad_beta", "grad_gamma", "grad_dout"}
+    assert checks["grad_x"]["diagnosis"]["factor_name"] == "N"
