@@ -165,11 +165,13 @@ def models(
 
 
 def _model_table(m):
+    from rich.markup import escape
     from rich.table import Table
 
     dims = ", ".join(f"{d}∈[{lo},{hi}]" for d, (lo, hi) in m.dims.items())
     some = {d: lo for d, (lo, _) in m.dims.items()}
-    table = Table(title=f"{m.name}: {m.summary}", title_justify="left", show_header=False, box=None)
+    # Summaries hold the seeds' notation (E[x]), which rich would read as markup.
+    table = Table(title=escape(f"{m.name}: {m.summary}"), title_justify="left", show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     table.add_row("dimensions", f"{dims}  (default sweep ranges)")
@@ -179,7 +181,7 @@ def _model_table(m):
         table.add_row("settings", ", ".join(m.options))
     table.add_row("ctx fields", "inputs and parameters above, " + ", ".join([*m.dims, *m.options]))
     for field, text in m.outputs.items():
-        table.add_row("", f"{field}: {text}")
+        table.add_row("", escape(f"{field}: {text}"))
     table.add_row("functions", ", ".join(m.checks))
     table.add_row("", "also grad_<input>, jac_<field>_<target>, jvp_<field>_<target> for any ctx field")
     if m.derivations:

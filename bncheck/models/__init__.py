@@ -110,6 +110,7 @@ def concrete(shape: tuple[str | int, ...], dims: Dims) -> Shape:
 _BUILTIN = {
     "bn-mlp": "bncheck.models.bn_mlp",
     "bn-layer": "bncheck.models.bn_layer",
+    "centering": "bncheck.models.centering",
 }
 
 # Settings a built-in model may read, with the defaults a model that does not read them keeps.
