@@ -196,5 +196,27 @@ def _symbolic(model, name: str) -> tuple[str, ...]:
     return tuple(map(str, symbolic({**model.inputs(probe), **model.params(probe)}[name], probe)))
 
 
+demo_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Run a seed's argument on numbers and show it.")
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command()
+def centering(
+    steps: Annotated[int, typer.Option(help="Gradient steps on b.")] = 40,
+    lr: Annotated[float, typer.Option(help="Learning rate of each step b <- b - lr dR/db.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the draw of x1, t, W and the starting b.")] = 0,
+) -> None:
+    """The BN paper's section 2 (seed 002): with the naive dR/db, b grows without bound while the loss stays put."""
+    from bncheck.demo import centering as run_centering
+
+    try:
+        demo = run_centering(steps=steps, lr=lr, seed=seed)
+    except BncheckError as err:
+        _fail(str(err))
+    from bncheck.report.demo import CenteringView
+
+    console.print(CenteringView(demo))
+
+
 def main() -> None:
     app()
