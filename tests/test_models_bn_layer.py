@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 from conftest import DERIVATIONS, failed
-from test_derivations import declared
+from slip_files import assert_variants_reproduce, run_slip_file
 
 from bncheck.derivations import bn_layer_graph
 from bncheck.models import get_model
@@ -129,16 +129,19 @@ def test_sum_and_broadcast_nodes_are_adjoint(layout):
     assert np.isclose(bn_layer_graph._total(ctx, a) @ v, (a * bn_layer_graph._spread(ctx, v)).sum(), rtol=1e-13)
 
 
+VARIANT_SLIPS = [p for p in FILES if '"variant"' in p.read_text()]
+
+
+@pytest.mark.parametrize("path", VARIANT_SLIPS, ids=[p.stem for p in VARIANT_SLIPS])
+def test_variants_reproduce_the_slips_they_name(path):
+    assert_variants_reproduce(path, "bn-layer")
+
+
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_fails_exactly_what_it_breaks(run, path):
-    expected, settings = declared(path)
-    if "jax" in path.stem:  # jax.numpy runs eagerly, compiling per shape: one fixed shape keeps it quick
-        settings = {**settings, "shape": "N=7,D=3", "trials": 3}
-    with jax.numpy_rank_promotion("allow"):
-        report = run(str(path), model="bn-layer", **{"trials": 8, **settings}, config=None)
-    assert failed(report) == expected
-    defined = {c.name for c in report.checks if c.status != "missing"}
-    assert expected <= defined and len(defined) > len(expected)
+    # jax.numpy runs eagerly, compiling per shape: one fixed shape keeps it quick.
+    fixed = {"shape": "N=7,D=3", "trials": 3} if "jax" in path.stem else {"trials": 8}
+    run_slip_file(run, path, "bn-layer", **fixed)
 
 
 @pytest.mark.parametrize("layout,shape", [("fc", "N=6,D=3"), ("conv", "N=3,C=2,H=2,W=3")])
@@ -151,20 +154,3 @@ def test_independent_derivation_passes_both_layouts_and_ddof(run, layout, shape,
                      ddof=ddof, shape=shape, trials=2, config=None)
     assert report.passed, [(c.name, c.status, c.max_rel_err) for c in report.failed]
     assert {c.name for c in report.checks if c.status == "pass"} == {"grad_x", "grad_gamma", "grad_beta", "grad_dout"}
-
-
-@pytest.mark.parametrize("layout", ["fc", "conv"])
-def test_batch_stats_constant_variant_is_the_slip(layout):
-    """The variant issue 4's diagnoses compare against is exactly the slip: with mu and sigma held
-    constant, jax.grad of the variant gives gamma * dout / sigma."""
-    model = get_model("bn-layer", {"layout": layout})
-    dims = LAYOUT_DIMS[layout]
-    arrays = draw(model, dims, seed=2)
-    cfg = options(layout, ddof=1)
-    variants = model.variants(cfg)
-    assert variants["ddof"] == options(layout, ddof=0)
-    held = variants["batch-stats-constant"]
-    got = jax.grad(lambda x: model.forward(held, ones(dims), **{**arrays, "x": x})["R"])(arrays["x"])
-    sigma = np.asarray(model.forward(cfg, ones(dims), **arrays)["sigma"])
-    unit = (None, slice(None)) + (None,) * (arrays["x"].ndim - 2)
-    np.testing.assert_allclose(np.asarray(got), arrays["dout"] * (arrays["gamma"] / sigma)[unit], rtol=1e-12)

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 from conftest import DERIVATIONS, failed
-from test_derivations import declared
+from slip_files import assert_variants_reproduce, run_slip_file
 
 from bncheck.derivations import centering_naive
 from bncheck.models import get_model
@@ -88,13 +88,17 @@ def test_batch_stats_constant_variant_is_the_naive_gradient():
     assert np.abs(centering_naive.grad_b(ctx)).max() > 0.1  # and it is far from the honest zero
 
 
+VARIANT_SLIPS = [p for p in FILES if '"variant"' in p.read_text()]
+
+
+@pytest.mark.parametrize("path", VARIANT_SLIPS, ids=[p.stem for p in VARIANT_SLIPS])
+def test_variants_reproduce_the_slips_they_name(path):
+    assert_variants_reproduce(path, "centering")
+
+
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_fails_exactly_what_it_breaks(run, path):
-    expected, settings = declared(path)
-    report = run(str(path), model="centering", **{"trials": 8, **settings}, config=None)
-    assert failed(report) == expected
-    defined = {c.name for c in report.checks if c.status != "missing"}
-    assert expected <= defined and len(defined) > len(expected)
+    run_slip_file(run, path, "centering", trials=8)
 
 
 def test_listed_with_the_papers_notation():

@@ -56,6 +56,8 @@ def params(d):
 
 
 def forward(x, dout, gamma, beta, *, options, masks):
+    import jax
+
     # Broadcasts are written out (None axes) so the model runs under jax_numpy_rank_promotion="raise".
     if options["layout"] == "conv":
         axes = (0, 2, 3)
@@ -75,19 +77,18 @@ def forward(x, dout, gamma, beta, *, options, masks):
             return v[None, :]
 
     mu = (inside * x).sum(axes) / M
-    if options.get("stats") == "constant":
-        # The trap of the BN paper (section 2, seed 002): batch statistics treated as constants.
-        # Only the batch-stats-constant variant sets this; the forward values are unchanged.
-        import jax
-
+    # Only the variants (see `variants`) set stats or grad_ddof: they change derivatives, never values.
+    stats = options.get("stats")
+    if stats in ("constant", "mean-constant"):
         mu = jax.lax.stop_gradient(mu)
     xmu = inside * (x - per_unit(mu))
     sq = xmu**2
     var = sq.sum(axes) / (M - options["ddof"])
+    if "grad_ddof" in options:
+        other = sq.sum(axes) / (M - options["grad_ddof"])
+        var = other + jax.lax.stop_gradient(var - other)
     sigma = (var + options["eps"] + (1 - unit)) ** 0.5
-    if options.get("stats") == "constant":
-        import jax
-
+    if stats == "constant":
         sigma = jax.lax.stop_gradient(sigma)
     ivar = 1 / sigma
     xhat = xmu * per_unit(ivar)
@@ -109,9 +110,15 @@ def check_dims(dims, options) -> str | None:
 
 
 def variants(options) -> dict:
+    """The same layer under a known wrong assumption, for naming a slip: the BN paper's section-2 trap
+    (mu and sigma held constant, or only mu: seed 001's branch ① dropped), and a backward pass written
+    for the other variance divisor fed this forward record (its value kept, its derivative changed), or
+    the other convention throughout."""
     return {
         "batch-stats-constant": {**options, "stats": "constant"},
-        "ddof": {**options, "ddof": 1 - options["ddof"]},
+        "batch-stats-constant:mean": {**options, "stats": "mean-constant"},
+        "ddof": {**options, "grad_ddof": 1 - options["ddof"]},
+        "ddof:forward": {**options, "ddof": 1 - options["ddof"]},
     }
 
 

@@ -10,6 +10,7 @@ ddof, so the file leans on those fields meaning what the contract says.
 import jax.numpy as jnp
 
 EXPECTED_FAIL = set()
+EXPECTED_DIAGNOSIS = {}
 SETTINGS = {}
 
 

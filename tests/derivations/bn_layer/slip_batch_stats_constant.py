@@ -3,6 +3,7 @@ keeps only the direct path gamma * dout / sigma; grad_gamma and grad_beta are co
 import numpy as np
 
 EXPECTED_FAIL = {"grad_x"}
+EXPECTED_DIAGNOSIS = {"grad_x": {"code": "batch-stats-constant", "variant": "batch-stats-constant"}}
 SETTINGS = {"layout": "fc"}
 
 

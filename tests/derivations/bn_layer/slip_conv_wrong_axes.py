@@ -4,6 +4,7 @@ sum over the right axes and are correct."""
 import numpy as np
 
 EXPECTED_FAIL = {"grad_x"}
+EXPECTED_DIAGNOSIS = {"grad_x": {"code": "unknown"}}
 SETTINGS = {"layout": "conv"}
 
 

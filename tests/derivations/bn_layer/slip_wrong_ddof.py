@@ -3,6 +3,7 @@ conv layout, statistics per channel. grad_gamma and grad_beta are correct."""
 import numpy as np
 
 EXPECTED_FAIL = {"grad_x"}
+EXPECTED_DIAGNOSIS = {"grad_x": {"code": "ddof", "variant": "ddof"}}
 SETTINGS = {"layout": "conv", "ddof": 1}
 
 AXES = (0, 2, 3)

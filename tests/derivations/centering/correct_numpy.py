@@ -3,6 +3,7 @@ gradient is computed, not assumed to be zero, so it checks that the centring rea
 import numpy as np
 
 EXPECTED_FAIL = set()
+EXPECTED_DIAGNOSIS = {}
 SETTINGS = {}
 
 

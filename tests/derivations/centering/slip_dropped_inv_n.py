@@ -2,6 +2,7 @@
 import numpy as np
 
 EXPECTED_FAIL = {"grad_W"}
+EXPECTED_DIAGNOSIS = {"grad_W": {"code": "scale", "factor_name": "N"}}
 SETTINGS = {}
 
 
