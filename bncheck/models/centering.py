@@ -48,7 +48,9 @@ def forward(x1, t, W, b, *, options, masks):
 
 
 def variants(options) -> dict:
-    return {"batch-stats-constant": {**options, "stats": "constant"}}
+    # The naive gradient: E[x] held constant. The key names the diagnosis code, batch-stats-constant,
+    # and which statistic is held: the only one this model has, the mean.
+    return {"batch-stats-constant:mean": {**options, "stats": "constant"}}
 
 
 OUTPUTS = {
