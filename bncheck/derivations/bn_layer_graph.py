@@ -2,11 +2,18 @@
 
 The graph (seed 001's node numbers; Σ sums over the statistics axes, M entries per unit, n = M − ddof):
 
-    ⓪ x ─┬─ ① mu = Σx/M ── ② broadcast ─┐
-         └──────────────────────────── ③ xmu = x − mu ─┬─ ④ sq = xmu² ── ⑤ var = Σsq/n ── ⑥ sigma = √(var + ε)
-                                                       │       ── ⑦ ivar = 1/sigma ── ⑧ broadcast ─┐
-                                                       └──────────────────────────── ⑨ xhat = xmu ⊙ ivar
-    ⑪ broadcast γ ── ⑫ gammax = γ ⊙ xhat;  ⑭ broadcast β ── ⑮ y = gammax + β;  R = Σ y ⊙ dout
+    ⓪ x                                 feeds ① and ③
+    ① mu     = Σ x / M
+    ② mu broadcast to x's shape
+    ③ xmu    = x − mu                   feeds ④ and ⑨
+    ④ sq     = xmu²
+    ⑤ var    = Σ sq / n
+    ⑥ sigma  = √(var + ε)
+    ⑦ ivar   = 1 / sigma
+    ⑧ ivar broadcast
+    ⑨ xhat   = xmu ⊙ ivar
+    ⑪ γ broadcast,  ⑫ gammax = γ ⊙ xhat
+    ⑭ β broadcast,  ⑮ y = gammax + β;    R = Σ y ⊙ dout
 
 Each node that is not linear has one small function giving its local derivative (`d_sq`: ∂sq/∂xmu =
 2 xmu, `d_sigma`: 1/(2σ), `d_ivar`: −1/σ², `d_xhat`, `d_gammax`: the other factor of a product).
