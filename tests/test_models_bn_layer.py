@@ -154,3 +154,15 @@ def test_independent_derivation_passes_both_layouts_and_ddof(run, layout, shape,
                      ddof=ddof, shape=shape, trials=2, config=None)
     assert report.passed, [(c.name, c.status, c.max_rel_err) for c in report.failed]
     assert {c.name for c in report.checks if c.status == "pass"} == {"grad_x", "grad_gamma", "grad_beta", "grad_dout"}
+
+
+def test_report_header_names_the_models_own_settings():
+    from typer.testing import CliRunner
+
+    from bncheck.cli import app
+
+    result = CliRunner().invoke(app, ["verify", "--model", "bn-layer", "--layout", "conv", "--ddof", "1", "--trials", "2"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "layout conv, ddof 1, eps 1e-05; seed 0" in result.output
+    assert "activation" not in result.output  # bn-layer has none

@@ -31,6 +31,16 @@ def _note(check: CheckResult) -> str:
     return check.message or ""
 
 
+def _options(settings: dict) -> str:
+    """The settings the run's model reads, as 'activation relu, ddof 1, eps 0; ' (bn-mlp): the others
+    have no effect on it and would only mislead."""
+    from bncheck.models import get_model
+
+    names = get_model(settings["model"], settings).options
+    text = ", ".join(f"{n} {settings[n]:g}" if isinstance(settings[n], float) else f"{n} {settings[n]}" for n in names)
+    return f"{text}; " if text else ""
+
+
 class ReportView:
     def __init__(self, report: Report):
         self.report = report
@@ -48,8 +58,8 @@ class ReportView:
             ("bncheck ", "bold"),
             f"{r.derivation} on {r.model}: {r.draws} draws{redrawn}, {shapes}\n",
             (
-                f"{s['dtype']}, rtol {s['rtol']:g}, atol {s['atol']:g}; activation {s['activation']}, "
-                f"ddof {s['ddof']}, eps {s['eps']:g}; seed {s['seed']}; against {', '.join(references) or 'nothing'}",
+                f"{s['dtype']}, rtol {s['rtol']:g}, atol {s['atol']:g}; {_options(s)}"
+                f"seed {s['seed']}; against {', '.join(references) or 'nothing'}",
                 "dim",
             ),
         )
