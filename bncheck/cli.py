@@ -81,7 +81,7 @@ def _one_line_errors(debug: bool):
 def verify(
     derivation: Annotated[
         Optional[str],
-        typer.Argument(help="A derivation .py file, or a built-in: closed-form (default), kronecker, seed-question."),
+        typer.Argument(help="A derivation .py file, or a built-in of the model (bn-mlp: closed-form (default), kronecker, seed-question; see `bncheck models`)."),
     ] = None,
     config: ConfigOption = None,
     model: ModelOption = None,
@@ -286,11 +286,13 @@ def models(
 
 
 def _model_table(m):
+    from rich.markup import escape
     from rich.table import Table
 
     dims = ", ".join(f"{d}∈[{lo},{hi}]" for d, (lo, hi) in m.dims.items())
     some = {d: lo for d, (lo, _) in m.dims.items()}
-    table = Table(title=f"{m.name}: {m.summary}", title_justify="left", show_header=False, box=None)
+    # Summaries hold the seeds' notation (E[x]), which rich would read as markup.
+    table = Table(title=escape(f"{m.name}: {m.summary}"), title_justify="left", show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     table.add_row("dimensions", f"{dims}  (default sweep ranges)")
@@ -300,7 +302,7 @@ def _model_table(m):
         table.add_row("settings", ", ".join(m.options))
     table.add_row("ctx fields", "inputs and parameters above, " + ", ".join([*m.dims, *m.options]))
     for field, text in m.outputs.items():
-        table.add_row("", f"{field}: {text}")
+        table.add_row("", escape(f"{field}: {text}"))
     table.add_row("functions", ", ".join(m.checks))
     table.add_row("", "also grad_<input>, jac_<field>_<target>, jvp_<field>_<target> for any ctx field")
     if m.derivations:
@@ -313,6 +315,28 @@ def _symbolic(model, name: str) -> tuple[str, ...]:
 
     probe = probe_dims(model)
     return tuple(map(str, symbolic({**model.inputs(probe), **model.params(probe)}[name], probe)))
+
+
+demo_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Run a seed's argument on numbers and show it.")
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command()
+def centering(
+    steps: Annotated[int, typer.Option(help="Gradient steps on b.")] = 40,
+    lr: Annotated[float, typer.Option(help="Learning rate of each step b <- b - lr dR/db.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the draw of x1, t, W and the starting b.")] = 0,
+) -> None:
+    """The BN paper's section 2 (seed 002): with the naive dR/db, b grows without bound while the loss stays put."""
+    from bncheck.demo import centering as run_centering
+
+    try:
+        demo = run_centering(steps=steps, lr=lr, seed=seed)
+    except BncheckError as err:
+        _fail(str(err))
+    from bncheck.report.demo import CenteringView
+
+    console.print(CenteringView(demo))
 
 
 def main() -> None:

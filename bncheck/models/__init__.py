@@ -107,7 +107,11 @@ def concrete(shape: tuple[str | int, ...], dims: Dims) -> Shape:
     return tuple(dims[s] if isinstance(s, str) else s for s in shape)
 
 
-_BUILTIN = {"bn-mlp": "bncheck.models.bn_mlp"}
+_BUILTIN = {
+    "bn-mlp": "bncheck.models.bn_mlp",
+    "bn-layer": "bncheck.models.bn_layer",
+    "centering": "bncheck.models.centering",
+}
 
 # Settings a built-in model may read, with the defaults a model that does not read them keeps.
 OPTION_DEFAULTS: dict[str, Any] = {
