@@ -44,7 +44,8 @@ class ReportView:
         )
         redrawn = f" ({r.redrawn} redrawn off a relu kink)" if r.redrawn else ""
         references = sorted({c.reference for c in r.checks if c.reference})
-        options = "".join(f"{name} {value:g}; " if isinstance(value, float) else f"{name} {value}; " for name, value in r.options.items())
+        options = ", ".join(f"{n} {v:g}" if isinstance(v, float) else f"{n} {v}" for n, v in r.options.items())
+        options = f"{options}; " if options else ""
         yield Text.assemble(
             ("bncheck ", "bold"),
             f"{r.derivation} on {r.model}: {r.draws} draws{redrawn}, {shapes}\n",
