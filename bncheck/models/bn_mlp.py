@@ -39,18 +39,27 @@ def _act(name: str, B):
 
 def forward(cfg, masks, X, y, G1, G2, gamma, beta):
     # Broadcasts are written out (None axes) so the model runs under jax_numpy_rank_promotion="raise".
+    import jax
+
     rows = masks["N"][:, None]
     n = masks["N"].sum()
     H = X @ G1
     mu = (rows * H).sum(0) / n
+    stats = cfg.get("stats")
+    if stats == "mean-constant":
+        # A gradient that forgets the batch mean depends on its input (sigma still does).
+        mu = jax.lax.stop_gradient(mu)
     Hc = H - mu[None, :]
     var = (rows * Hc**2).sum(0) / (n - cfg["ddof"])
+    if "grad_ddof" in cfg:
+        # The value keeps the model's divisor, the derivative takes the other one: a backward pass
+        # written for the other variance convention, fed the forward record of this one.
+        other = (rows * Hc**2).sum(0) / (n - cfg["grad_ddof"])
+        var = other + jax.lax.stop_gradient(var - other)
     sigma = (var + cfg["eps"] + (1 - masks["p2"])) ** 0.5
-    if cfg.get("stats") == "constant":
+    if stats == "constant":
         # The trap of the BN paper (section 2, seed 002): a gradient that treats mu and sigma as
         # constants. Only the batch-stats-constant variant sets this; the forward values are unchanged.
-        import jax
-
         mu, sigma = jax.lax.stop_gradient(mu), jax.lax.stop_gradient(sigma)
         Hc = H - mu[None, :]
     Hhat = Hc / sigma[None, :]
@@ -106,6 +115,8 @@ MODEL = Model(
     kink_field=lambda settings: "B" if settings.activation == "relu" else None,
     variants=lambda cfg: {
         "batch-stats-constant": {**cfg, "stats": "constant"},
-        "ddof": {**cfg, "ddof": 1 - cfg["ddof"]},
+        "batch-stats-constant:mean": {**cfg, "stats": "mean-constant"},
+        "ddof": {**cfg, "grad_ddof": 1 - cfg["ddof"]},
+        "ddof:forward": {**cfg, "ddof": 1 - cfg["ddof"]},
     },
 )
