@@ -60,7 +60,7 @@ def _error_map(check: CheckResult) -> RenderResult:
         table.add_column(column, justify="left" if column == "index" else "right", no_wrap=True)
     for e in m["entries"]:
         table.add_row(str(e["index"]), f"{e['got']:.6g}", f"{e['want']:.6g}", _num(e["ratio"]))
-    yield Padding(table, (0, 0, 0, 4))
+    yield Padding(table, (0, 0, 0, 4), expand=False)
 
 
 class ReportView:
