@@ -27,8 +27,8 @@ def _case(check: CheckResult) -> str:
 def _note(check: CheckResult) -> str:
     if check.diagnosis is not None:
         text = f"{check.diagnosis['code']}: {check.diagnosis['message']}"
-        line = check.diagnosis.get("line")
-        return f"{text}\n  at {line}" if line else text
+        frames = check.diagnosis.get("traceback") or []
+        return "\n".join([text, *(f"  at {frame}" for frame in frames)])
     return check.message or ""
 
 
