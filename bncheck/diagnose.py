@@ -14,7 +14,8 @@ wins:
    as sigma² or gamma: `scale`;
 5. got matches, up to 2. or 4., the reference under one of the model's variants (Model.variants):
    batch statistics held constant, the other ddof. Each costs a compile, so they come last;
-6. `unknown`.
+6. when none fits to rounding, 1.–5. again, to _APPROXIMATE on _QUORUM of the draws, said so;
+7. `unknown`.
 """
 
 from __future__ import annotations
@@ -57,41 +58,29 @@ Pair = tuple[dict[str, int], np.ndarray, np.ndarray]  # dims, got, ref
 # ---- factors ------------------------------------------------------------------------------------
 
 
-def _factor_names() -> list[tuple[str, Callable[[int], float], bool]]:
-    """(name, f(N), follows N) for 2^a · N^b · (N-1)^c, the simplest first; N-following before
-    constant at equal simplicity, since a factor that follows N names the slip (a dropped 1/N)."""
+def _factor_names() -> list[tuple[str, tuple[int, int, int, int]]]:
+    """(name, (a, b, c, h)) for 2^a · N^b · (N-1)^c · (N/(N-1))^(h/2), the simplest first; N-following
+    before constant at equal simplicity, since a factor that follows N names the slip (a dropped 1/N)."""
     out = []
     # h: a power ±1/2 of N/(N-1), the ratio of the two conventions' sigmas (ddof 0 against 1).
     for a, b, c, h in itertools.product((0, 1, -1), (0, 1, -1, 2, -2), (0, 1, -1), (0, 1, -1)):
-        atoms = [("2", a), ("N", b), ("N-1", c)]
-        up = [_power(n, e) for n, e in atoms if e > 0]
+        atoms = [("2", a), ("N", b), ("(N-1)", c)]
+        up = "".join(_power(n, e) for n, e in atoms if e > 0) or "1"
         down = [_power(n, -e) for n, e in atoms if e < 0]
-        name = _join(up) or "1"
-        if down:
-            name += "/" + (_join(down) if len(down) == 1 and "-" not in down[0] else f"({_join(down)})")
-        if name.startswith("(N-1)") and len(up) == 1 and not down:
-            name = "N-1"
+        name = up + ("" if not down else "/" + (down[0] if len(down) == 1 else f"({''.join(down)})"))
         if h:
             root = "√(N/(N-1))" if h > 0 else "√((N-1)/N)"
-            name = root if name == "1" else f"{f'({name})' if name == 'N-1' else name}·{root}"
-
-        def f(N, a=a, b=b, c=c, h=h):
-            if N <= 1 and (c or h):
-                return np.nan
-            return 2.0**a * float(N) ** b * float(N - 1) ** c * (N / (N - 1)) ** (h / 2)
-
-        out.append((name, f, b != 0 or c != 0 or h != 0, (abs(a) + abs(b) + abs(c) + abs(h), abs(c))))
+            name = root if name == "1" else f"{name}·{root}"
+        elif name == "(N-1)":
+            name = "N-1"
+        out.append((name, (a, b, c, h)))
     # Equal values can have two names (N-1 · √(N/(N-1)) = N · √((N-1)/N)): the one with fewer N-1 wins.
-    out.sort(key=lambda t: (t[3][0], not t[2], t[3][1]))
-    return [(name, f, follows) for name, f, follows, _ in out]
+    out.sort(key=lambda t: (sum(map(abs, t[1])), t[1][3] != 0, t[1][1:] == (0, 0, 0), abs(t[1][2])))
+    return out
 
 
 def _power(name: str, e: int) -> str:
     return name + ("²" if e == 2 else "")
-
-
-def _join(parts: list[str]) -> str:
-    return "".join(f"({p})" if "-" in p and len(parts) > 1 else p for p in parts)
 
 
 _FACTORS = _factor_names()
@@ -110,15 +99,19 @@ class Fit:
 
 def _name_factor(values: list[tuple[float | None, dict[str, int]]], fit: Fit) -> tuple[str, int] | None:
     """The simplest factor that explains enough (value, dims) pairs (None never fits), and how many."""
-    for name, f, follows in _FACTORS:
-        if follows and not all("N" in dims for _, dims in values):
-            continue
-        for sign, prefix in ((1, ""), (-1, "-")):
-            with np.errstate(all="ignore"):
-                fitted = sum(c is not None and bool(np.isclose(c, sign * f(dims.get("N", 0)), rtol=fit.close, atol=0))
-                             for c, dims in values)
-            if fit.enough(fitted, len(values)):
-                return prefix + name, fitted
+    c = np.array([np.nan if v is None else v for v, _ in values], dtype=np.float64)
+    if not fit.enough(int(np.isfinite(c).sum()), len(values)):
+        return None
+    N = np.array([dims.get("N", np.nan) for _, dims in values], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        for name, (a, b, k, h) in _FACTORS:
+            if (b or k or h) and np.isnan(N).any():
+                continue
+            f = 2.0**a * N**b * (N - 1) ** k * (N / (N - 1)) ** (h / 2)
+            for sign, prefix in ((1, ""), (-1, "-")):
+                fitted = int((np.abs(c - sign * f) <= fit.close * np.abs(f)).sum())
+                if fit.enough(fitted, len(values)):
+                    return prefix + name, fitted
     return None
 
 
@@ -162,6 +155,8 @@ def _per_unit(pairs: list[Pair], fields: list[dict[str, np.ndarray]], fit: Fit) 
     names = [n for n, v in fields[0].items() if np.ndim(v) == 1]
     for axis in range(ndim):
         per_slice = [_slice_factors(got, ref, axis, fit.close) for _, got, ref in pairs]
+        if not fit.enough(sum(c is not None for c in per_slice), len(pairs)):
+            continue
         for name, k in itertools.product(names, (1, -1, 2, -2)):
             values = [(_unit_scalar(c, f.get(name), k, fit.close), dims)
                       for c, f, (dims, _, _) in zip(per_slice, fields, pairs)]
@@ -208,7 +203,17 @@ def _factor_words(found: dict[str, Any]) -> str:
     if "per" in found:
         return f"off by a factor of {name} in each {found['per']}" + (f" (N = {found['N']})" if "N" in found else "")
     value = f" (= {found['factor']:.6g} at N = {found['N']})" if "N" in found else ""
-    return f"off by a factor of {name}{value}"
+    gloss = next((f", {words}" for part, words in _GLOSSES.items() if part in name.removeprefix("-")), "")
+    return f"off by a factor of {name}{value}{gloss}"
+
+
+# What the less obvious factors mean, said after the factor.
+_GLOSSES = {
+    "√(N/(N-1))": "the ratio of sigma with ddof 1 to sigma with ddof 0",
+    "√((N-1)/N)": "the ratio of sigma with ddof 0 to sigma with ddof 1",
+    "N/(N-1)": "the ratio of the variance divisors N and N - 1 (ddof 0 against 1)",
+    "(N-1)/N": "the ratio of the variance divisors N - 1 and N (ddof 1 against 0)",
+}
 
 
 # ---- layouts ------------------------------------------------------------------------------------

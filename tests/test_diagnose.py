@@ -153,3 +153,10 @@ def test_error_map_downsamples_and_lists_the_worst_entries():
     assert m["grid"][11][1] == 4.0 and m["max"] == 4.0
     assert [e["index"] for e in m["entries"]] == [[33, 5], [2, 69]]  # entries with no error are left out
     assert m["entries"][0]["ratio"] is None  # want = 0
+
+
+def test_the_convention_factors_say_what_they_are():
+    found = diagnose(draws(lambda ref, N: N / (N - 1) * ref))
+    assert found["message"].endswith("the ratio of the variance divisors N and N - 1 (ddof 0 against 1)")
+    found = diagnose(draws(lambda ref, N: ((N - 1) / N) ** 0.5 * ref))
+    assert found["factor_name"] == "√((N-1)/N)" and "sigma with ddof 0 to sigma with ddof 1" in found["message"]
