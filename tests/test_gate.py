@@ -9,12 +9,12 @@ import textwrap
 import xml.etree.ElementTree as ET
 
 import pytest
+from conftest import DERIVATIONS
 from typer.testing import CliRunner
 
 import bncheck
 from bncheck.cli import app
 from bncheck.testing import assert_derivation
-from conftest import DERIVATIONS
 
 TINY = ["--trials", "3", "--shape", "N=5,p1=3,p2=2,k=1"]
 
