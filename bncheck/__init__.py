@@ -21,6 +21,7 @@ _EXPORTS = {
     "CheckResult": "bncheck.report",
     "Ctx": "bncheck.sweep",
     "BncheckError": "bncheck.errors",
+    "assert_derivation": "bncheck.testing",
 }
 
 __all__ = list(_EXPORTS)

@@ -105,3 +105,30 @@ def compare(value, ref: np.ndarray, rtol: float, atol: float, floor: float = 0.0
     index = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
     allowed = atol + rtol * scale + floor
     return Comparison(abs_err <= allowed, abs_err, rel_err, index, allowed=allowed)
+
+
+# An error map fits a terminal: at most this many cells a side, each the largest error of its block.
+MAP_ROWS, MAP_COLS, MAP_WORST = 16, 32, 5
+
+
+def error_map(got: np.ndarray, ref: np.ndarray) -> dict:
+    """|got − ref| of one draw as a grid of at most MAP_ROWS × MAP_COLS cells (a vector is one row),
+    and the MAP_WORST worst entries with got, want and their ratio."""
+    diff = np.abs(got - ref)
+    matrix = diff.reshape(1, -1) if diff.ndim < 2 else diff.reshape(diff.shape[0], -1)
+    rows, cols = matrix.shape
+    block = (-(-rows // MAP_ROWS), -(-cols // MAP_COLS))
+    grid = [
+        [float(matrix[r : r + block[0], c : c + block[1]].max()) for c in range(0, cols, block[1])]
+        for r in range(0, rows, block[0])
+    ]
+    order = np.argsort(diff, axis=None, kind="stable")[::-1][:MAP_WORST]
+    entries = []
+    for flat in order[diff.reshape(-1)[order] > 0]:
+        index = np.unravel_index(flat, diff.shape)
+        g, w = float(got[index]), float(ref[index])
+        entries.append({
+            "index": [int(i) for i in index], "got": g, "want": w, "abs_err": float(diff[index]),
+            "ratio": g / w if w != 0 else None,
+        })
+    return {"shape": list(diff.shape), "block": list(block), "grid": grid, "max": float(diff.max()), "entries": entries}

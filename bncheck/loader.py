@@ -76,9 +76,18 @@ def is_path(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec or "\\" in spec or Path(spec).is_file()
 
 
+def user_frames(err: BaseException, file: str) -> list[traceback.FrameSummary]:
+    """The frames of err's traceback that lie in the user's file, outermost first."""
+    if not file:
+        return []
+    # Resolved: the module's __file__ can be absolute while the code was compiled under the path given.
+    own = Path(file).resolve()
+    return [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).resolve() == own]
+
+
 def user_frame(err: BaseException, file: str) -> traceback.FrameSummary | None:
     """The innermost frame of err's traceback that lies in the user's file, if any."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if file and Path(f.filename) == Path(file)]
+    frames = user_frames(err, file)
     return frames[-1] if frames else None
 
 

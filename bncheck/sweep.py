@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bncheck.compare import TOLERANCES, Comparison, compare, noise_floor
-from bncheck.loader import Check, Derivation, user_frame
+from bncheck.loader import Check, Derivation, user_frames
 from bncheck.models import Model
 from bncheck.settings import Settings
 
@@ -73,8 +73,10 @@ class Tally:
     # The failing draw furthest past its allowance: the one a replay must reproduce. (`worst`, by
     # relative error, can be a passing draw whose tiny reference made a large but allowed ratio.)
     worst_failure: tuple[Draw, Comparison] | None = None
+    worst_values: tuple[np.ndarray, np.ndarray] | None = None  # (got, ref) at worst_failure, for the error map
     first_problem: tuple[Draw, Comparison] | None = None
-    error: tuple[Draw, str, str] | None = None  # draw, "Type: message", "file:line"
+    # draw, "Type: message", and the traceback's frames in the user's own file ("file:line: code").
+    error: tuple[Draw, str, list[str]] | None = None
     samples: list[tuple[Draw, np.ndarray, np.ndarray]] = field(default_factory=list)
     # One per compared draw, for error distributions: max|got - ref| / max|ref|, and the fraction of
     # the allowed error it used.
@@ -98,6 +100,7 @@ class Tally:
                 self.worst_failure is None or _overshoot(result) > _overshoot(self.worst_failure[1])
             ):
                 self.worst_failure = (draw, result)
+                self.worst_values = (np.asarray(got, dtype=np.float64), ref)
             if len(self.samples) < FAILURE_SAMPLES:
                 self.samples.append((draw, got, ref))
 
@@ -400,15 +403,18 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
                     chunk_for=lambda bucket: int(budget // max(chunk_bytes(bucket), 1)))
 
 
-def _user_line(err: BaseException, file: str) -> str:
-    """'FILE:LINE: code' of the user's own line that raised (else of the innermost frame)."""
-    frame = user_frame(err, file) or traceback.extract_tb(err.__traceback__)[-1]
-    return f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}"
+def _user_traceback(err: BaseException, file: str) -> list[str]:
+    """'FILE:LINE: code' of each frame in the user's own file, outermost first (else the innermost
+    frame): bncheck's frames and the libraries' say nothing about the user's slip."""
+    frames = user_frames(err, file) or traceback.extract_tb(err.__traceback__)[-1:]
+    return [f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}" for frame in frames]
 
 
 def _check_one(derivation: Derivation, c: Check, tally: Tally, draw: Draw, ctx: Ctx, settings: Settings) -> None:
-    if tally.error is not None or tally.first_problem is not None or c.name not in draw.refs:
-        return  # already broken beyond comparison, or skipped at this size
+    if tally.error is not None or c.name not in draw.refs:
+        # Already broken (a raise), or skipped at this size. A wrong shape is not: its values at
+        # other draws tell diagnose which repair fits.
+        return
     fn = derivation.functions[c.name]
     ref, rough = draw.refs[c.name], draw.rough[c.name]
     if c.kind == "jvp":
@@ -423,7 +429,7 @@ def _check_one(derivation: Derivation, c: Check, tally: Tally, draw: Draw, ctx: 
                 got = fn(ctx)
     except Exception as err:  # a derivation's bug must fail its own check, not the run
         tally.ran += 1
-        tally.error = (draw, f"{type(err).__name__}: {err}", _user_line(err, derivation.file))
+        tally.error = (draw, f"{type(err).__name__}: {err}", _user_traceback(err, derivation.file))
         return
     if c.kind == "jvp":
         # The worst of the directions stands for the draw.

@@ -71,7 +71,8 @@ class Model:
     # kink_field(cfg) -> the forward field whose zeros are kinks of the activation, or None.
     kink_field: Callable[[dict[str, Any]], str | None] = lambda cfg: None
     # variants(cfg) -> {diagnosis code: cfg'}: the same model under a known wrong assumption (batch
-    # statistics held constant, the other ddof). A failing check that matches one is named by it.
+    # statistics held constant, the other ddof). A failing check that matches one is named by it. A key
+    # "code:detail" is one more variant for the same code (the mean alone held constant, say).
     variants: Callable[[dict[str, Any]], dict[str, dict[str, Any]]] = lambda cfg: {}
     # sample(rng, dims) -> {name: array} for arrays that must not be standard normal, or None.
     sample: Callable[[Any, Dims], dict[str, Any]] | None = None

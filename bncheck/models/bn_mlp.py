@@ -50,18 +50,27 @@ def _act(name: str, B):
 
 def forward(X, y, G1, G2, gamma, beta, *, options, masks):
     # Broadcasts are written out (None axes) so the model runs under jax_numpy_rank_promotion="raise".
+    import jax
+
     rows = masks["N"][:, None]
     n = masks["N"].sum()
     H = X @ G1
     mu = (rows * H).sum(0) / n
+    stats = options.get("stats")
+    if stats == "mean-constant":
+        # A gradient that forgets the batch mean depends on its input (sigma still does).
+        mu = jax.lax.stop_gradient(mu)
     Hc = H - mu[None, :]
     var = (rows * Hc**2).sum(0) / (n - options["ddof"])
+    if "grad_ddof" in options:
+        # The value keeps the model's divisor, the derivative takes the other one: a backward pass
+        # written for the other variance convention, fed the forward record of this one.
+        other = (rows * Hc**2).sum(0) / (n - options["grad_ddof"])
+        var = other + jax.lax.stop_gradient(var - other)
     sigma = (var + options["eps"] + (1 - masks["p2"])) ** 0.5
-    if options.get("stats") == "constant":
+    if stats == "constant":
         # The trap of the BN paper (section 2, seed 002): a gradient that treats mu and sigma as
         # constants. Only the batch-stats-constant variant sets this; the forward values are unchanged.
-        import jax
-
         mu, sigma = jax.lax.stop_gradient(mu), jax.lax.stop_gradient(sigma)
         Hc = H - mu[None, :]
     Hhat = Hc / sigma[None, :]
@@ -88,7 +97,9 @@ def kink_field(options) -> str | None:
 def variants(options) -> dict:
     return {
         "batch-stats-constant": {**options, "stats": "constant"},
-        "ddof": {**options, "ddof": 1 - options["ddof"]},
+        "batch-stats-constant:mean": {**options, "stats": "mean-constant"},
+        "ddof": {**options, "grad_ddof": 1 - options["ddof"]},
+        "ddof:forward": {**options, "ddof": 1 - options["ddof"]},
     }
 
 

@@ -7,7 +7,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from bncheck.diagnose import diagnose
+from bncheck.compare import error_map
+from bncheck.diagnose import closeness, diagnose
 from bncheck.loader import Check, Derivation, parse_check
 from bncheck.models import Model
 from bncheck.references import REFERENCE_NAMES
@@ -32,6 +33,9 @@ class CheckResult:
     replay: str | None = None
     skipped: int = 0
     message: str | None = None
+    # A failed value check: |got − ref| at the worst failing draw, downsampled, and its worst entries
+    # (compare.error_map).
+    error_map: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(vars(self))
@@ -101,11 +105,11 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
         draw, comparison = tally.worst
         result.worst = _where(draw, comparison.index)
     if tally.error is not None:
-        draw, message, line = tally.error
+        draw, message, frames = tally.error
         result.status, result.passed = "error", False
         result.max_abs_err = result.max_rel_err = None
         result.worst = _where(draw, None)
-        result.diagnosis = {"code": "exception", "message": f"raised {message}", "line": line}
+        result.diagnosis = {"code": "exception", "message": f"raised {message}", "line": frames[-1], "traceback": frames}
         result.replay = _replay(derivation, model, settings, draw)
     elif tally.failures:
         result.status, result.passed = "fail", False
@@ -119,7 +123,8 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
         else:
             failing_draw, comparison = tally.worst_failure
             result.worst = _where(failing_draw, comparison.index)
-        result.diagnosis = diagnose(problem, [(d.dims, got, ref) for d, got, ref in tally.samples])
+            result.error_map = error_map(*tally.worst_values)
+        result.diagnosis = _diagnose(tally, problem, model, settings)
         result.replay = _replay(derivation, model, settings, failing_draw)
     elif tally.ran == 0:
         result.status = "skipped"
@@ -128,6 +133,26 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
     elif tally.skipped:
         result.message = f"skipped at {tally.skipped} of {tally.skipped + tally.ran} draws: {tally.skip_reason}"
     return result
+
+
+def _diagnose(tally: Tally, problem: dict | None, model: Model, settings: Settings) -> dict[str, Any]:
+    from bncheck.sweep import Engine
+    from bncheck.variants import Rerun
+
+    c = tally.check
+    draws = [d for d, _, _ in tally.samples]
+    layout = None
+    if c.kind == "jacobian":
+        engine = Engine(model, settings)
+
+        def layout(dims):
+            return engine.output_shapes(dims)[c.output], {**model.inputs(dims), **model.params(dims)}[c.target]
+
+    return diagnose(
+        [(d.dims, got, ref) for d, got, ref in tally.samples], problem,
+        rerun=Rerun(model, settings, c, draws, [ref for _, _, ref in tally.samples]),
+        layout=layout, close=closeness(settings.rtol),
+    )
 
 
 def build_report(model: Model, settings: Settings, derivation: Derivation, sweep: SweepResult) -> Report:

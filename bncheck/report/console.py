@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console, ConsoleOptions, RenderResult
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -26,9 +27,40 @@ def _case(check: CheckResult) -> str:
 def _note(check: CheckResult) -> str:
     if check.diagnosis is not None:
         text = f"{check.diagnosis['code']}: {check.diagnosis['message']}"
-        line = check.diagnosis.get("line")
-        return f"{text}\n  at {line}" if line else text
+        frames = check.diagnosis.get("traceback") or []
+        return "\n".join([text, *(f"  at {frame}" for frame in frames)])
     return check.message or ""
+
+
+# Shades of a cell by its error relative to the map's largest, a decade a step: the structure of a slip
+# (one column, every row, a block) shows whatever the error's range.
+_SHADES = ((0.5, "██", "bold red"), (0.1, "▓▓", "red"), (1e-2, "▒▒", "red"), (1e-3, "░░", "dim red"))
+
+
+def _cell(error: float, largest: float) -> Text:
+    for share, glyph, style in _SHADES:
+        if error >= share * largest:
+            return Text(glyph, style=style)
+    return Text("··" if error > 0 else "  ", style="dim")
+
+
+def _error_map(check: CheckResult) -> RenderResult:
+    """The worst failing draw's |got − ref| as a grid of shaded cells, and its worst entries."""
+    m = check.error_map
+    block = "" if m["block"] == [1, 1] else f", a cell per {m['block'][0]}×{m['block'][1]} block"
+    shape = "×".join(map(str, m["shape"])) + (" entries" if len(m["shape"]) == 1 else "")
+    yield Text.assemble(
+        ("  |got − ref| at the worst draw", "dim"),
+        f" ({shape}{block}): █ ≥ 1/2, ▓ ≥ 1/10, ▒ ≥ 1/100, ░ ≥ 1/1000 of the largest, {m['max']:.2e}",
+    )
+    for row in m["grid"]:
+        yield Text.assemble("    ", *(_cell(e, m["max"]) for e in row))
+    table = Table(box=None, pad_edge=False, header_style="dim", padding=(0, 2, 0, 0))
+    for column in ("index", "got", "want", "got/want"):
+        table.add_column(column, justify="left" if column == "index" else "right", no_wrap=True)
+    for e in m["entries"]:
+        table.add_row(str(e["index"]), f"{e['got']:.6g}", f"{e['want']:.6g}", _num(e["ratio"]))
+    yield Padding(table, (0, 0, 0, 4), expand=False)
 
 
 class ReportView:
@@ -81,6 +113,8 @@ class ReportView:
             yield Text.assemble(("\n✗ ", "bold red"), (c.name, "bold"), "  ", _note(c))
             if c.replay:
                 yield Text.assemble(("  replay: ", "dim"), c.replay)
+            if c.error_map is not None:
+                yield from _error_map(c)
         ran = [c for c in r.checks if c.status in ("pass", "fail", "error")]
         if r.passed:
             yield Text(f"\nPASS  {len(ran)} checks agree with JAX over {r.draws} draws", style="bold green")

@@ -2,6 +2,7 @@
 import jax.numpy as jnp
 
 EXPECTED_FAIL = set()
+EXPECTED_DIAGNOSIS = {}
 SETTINGS = {}
 
 # Notation: n = N - ddof, c = gamma/sigma, h = vec(Hhat), 1 = ones(N), C = I_N - 11'/N.

@@ -2,6 +2,7 @@
 import numpy as np
 
 EXPECTED_FAIL = set()
+EXPECTED_DIAGNOSIS = {}
 SETTINGS = {}
 
 # Backward chain (column-major vec; n = N - ddof):

@@ -2,6 +2,7 @@
 import numpy as np
 
 EXPECTED_FAIL = {"grad_G1"}
+EXPECTED_DIAGNOSIS = {"grad_G1": {"code": "batch-stats-constant", "variant": "batch-stats-constant"}}
 SETTINGS = {}
 
 # Correct formulas (n = N - ddof):

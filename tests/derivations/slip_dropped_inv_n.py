@@ -2,6 +2,7 @@
 import numpy as np
 
 EXPECTED_FAIL = {"grad_G2"}
+EXPECTED_DIAGNOSIS = {"grad_G2": {"code": "scale", "factor_name": "N"}}
 SETTINGS = {}
 
 # Correct formulas (n = N - ddof):

@@ -2,6 +2,7 @@
 import numpy as np
 
 EXPECTED_FAIL = {"jvp_B_G1"}
+EXPECTED_DIAGNOSIS = {"jvp_B_G1": {"code": "batch-stats-constant", "variant": "batch-stats-constant:mean"}}
 SETTINGS = {}
 
 # Correct: dH = X V;  dB = gamma/sigma * (dH - mean_rows(dH) - Hhat * sum_rows(Hhat * dH) / (N - ddof))

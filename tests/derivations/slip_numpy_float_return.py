@@ -2,6 +2,7 @@
 import numpy as np
 
 EXPECTED_FAIL = {"grad_beta"}
+EXPECTED_DIAGNOSIS = {"grad_beta": {"code": "shape"}}
 SETTINGS = {}
 
 # Correct formulas (n = N - ddof):

@@ -2,6 +2,7 @@
 import numpy as np
 
 EXPECTED_FAIL = {"jac_B_G1"}
+EXPECTED_DIAGNOSIS = {"jac_B_G1": {"code": "transpose", "order": "columns follow row-major vec order"}}
 # The two orderings coincide when p1 == 1 or p2 == 1, so the slip needs p1, p2 >= 2 to show.
 SETTINGS = {"shape": "N=6,p1=3,p2=2"}
 

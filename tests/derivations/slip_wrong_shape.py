@@ -2,6 +2,7 @@
 import numpy as np
 
 EXPECTED_FAIL = {"grad_gamma"}
+EXPECTED_DIAGNOSIS = {"grad_gamma": {"code": "shape", "repair": "flatten", "repaired": None}}
 SETTINGS = {}
 
 # Correct formulas (n = N - ddof):

@@ -1,0 +1,39 @@
+"""The pytest-facing gate: a failed verification is an AssertionError that carries the report's text.
+
+    from bncheck.testing import assert_derivation
+
+    def test_my_gradients():
+        assert_derivation("derivations/mine.py", ddof=1, trials=50, require="all")
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from bncheck.report import Report
+
+
+def report_text(report: Report, width: int = 100) -> str:
+    """The console report as plain text: no colour, no terminal codes."""
+    from rich.console import Console
+
+    from bncheck.report.console import ReportView
+
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None, force_terminal=False, highlight=False).print(ReportView(report))
+    return out.getvalue()
+
+
+def assert_derivation(derivation: str | Path | ModuleType, config: str | Path | None = None, **settings: Any) -> Report:
+    """Verifies `derivation` (a path, a built-in name or an imported module) with the settings of
+    `bncheck verify` as keywords (`ddof=1`, `shape="N=10,p1=7,p2=4"`, `require="all"`) and returns the
+    report; raises AssertionError with the report's text when a check fails."""
+    from bncheck.pipeline import verify
+
+    report = verify(derivation, config=config, **settings)
+    if not report.passed:
+        raise AssertionError(f"bncheck: {report.derivation} failed\n{report_text(report)}")
+    return report
