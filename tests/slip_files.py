@@ -1,10 +1,8 @@
 """Runs the slipped derivation files of one model (tests/derivations/<model>/): each declares
 EXPECTED_FAIL, EXPECTED_DIAGNOSIS and SETTINGS, and must fail exactly the checks it breaks.
 
-A diagnosis is held to EXPECTED_DIAGNOSIS whenever the engine names one: before issue 4's diagnoses
-(model variants, per-unit factors) most slips come back "unknown", which is allowed; after, each must
-be named as declared. EXPECTATION FOR THE LEAD: once issue 4 is merged, drop the "unknown" allowance in
-assert_diagnosed so the declared codes are required.
+Each failing check's diagnosis must carry what EXPECTED_DIAGNOSIS declares (its code, and a factor's
+name where one is declared).
 """
 
 import importlib.util
@@ -29,9 +27,6 @@ def declared(path):
 
 
 def assert_diagnosed(check, expected: dict) -> None:
-    code = check.diagnosis["code"]
-    if code == "unknown" and expected.get("code") != "unknown":
-        return  # see the module docstring
     for key, want in expected.items():
         assert check.diagnosis.get(key) == want, (check.name, key, check.diagnosis)
 

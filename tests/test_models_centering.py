@@ -68,10 +68,8 @@ def test_naive_fails_as_batch_stats_constant(run):
     report = run("naive", model="centering", trials=10, config=None)
     assert failed(report) == {"grad_b", "grad_W", "jac_xhat_b", "jvp_xhat_W"}
     for check in report.failed:
-        # EXPECTATION FOR THE LEAD: before issue 4 no diagnosis names this slip ("unknown"); with issue 4
-        # merged (checked on a trial merge) every one reads batch-stats-constant, from the variant
-        # batch-stats-constant:mean. Tighten this to `== "batch-stats-constant"` then.
-        assert check.diagnosis["code"] in ("unknown", "batch-stats-constant"), (check.name, check.diagnosis)
+        # Named from the model's variant batch-stats-constant:mean (E[x] held constant).
+        assert check.diagnosis["code"] == "batch-stats-constant", (check.name, check.diagnosis)
 
 
 def test_batch_stats_constant_variant_is_the_naive_gradient():
