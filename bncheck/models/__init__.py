@@ -18,7 +18,8 @@ and optionally
 Built-ins add what only they need: `OPTIONS` (the settings forward reads, passed as a keyword-only
 `options` dict), a keyword-only `masks` argument (forward honours zero-padding, so draws of many
 sizes share one compile), `DERIVATIONS`/`DEFAULT_DERIVATION`, `DIM_DEFAULTS`, `DIMS` as a function of
-the options, and the hooks `check_dims`, `kink_field`, `variants` described on `Model`.
+the options (and `OUTPUTS` likewise, for a number of layers), and the hooks `check_dims`,
+`kink_field`, `variants` and `shape_hint` described on `Model`.
 
 Nothing here imports JAX at import time: `bncheck models` and `--help` stay fast. A user's model file
 is traced once when it is loaded (jax.eval_shape, no FLOPs) to find its outputs and to turn a broken
@@ -73,6 +74,10 @@ class Model:
     # variants(cfg) -> {diagnosis code: cfg'}: the same model under a known wrong assumption (batch
     # statistics held constant, the other ddof). A failing check that matches one is named by it.
     variants: Callable[[dict[str, Any]], dict[str, dict[str, Any]]] = lambda cfg: {}
+    # shape_hint(check_name, got_shape, dims, cfg) -> a sentence showing how the factors' dimensions
+    # make the expected shape (seed 003's dimension-compatibility rule), appended to a `shape`
+    # diagnosis; or None.
+    shape_hint: Callable[[str, tuple[int, ...], Dims, dict[str, Any]], str | None] | None = None
     # sample(rng, dims) -> {name: array} for arrays that must not be standard normal, or None.
     sample: Callable[[Any, Dims], dict[str, Any]] | None = None
     # The model file a user gave with --model, None for a built-in.
@@ -107,7 +112,7 @@ def concrete(shape: tuple[str | int, ...], dims: Dims) -> Shape:
     return tuple(dims[s] if isinstance(s, str) else s for s in shape)
 
 
-_BUILTIN = {"bn-mlp": "bncheck.models.bn_mlp"}
+_BUILTIN = {"bn-mlp": "bncheck.models.bn_mlp", "mlp": "bncheck.models.mlp"}
 
 # Settings a built-in model may read, with the defaults a model that does not read them keeps.
 OPTION_DEFAULTS: dict[str, Any] = {
@@ -214,7 +219,7 @@ def from_module(
         inputs=module.inputs,
         params=module.params,
         forward=forward,
-        outputs=dict(getattr(module, "OUTPUTS", {})),
+        outputs=dict(module.OUTPUTS(cfg) if callable(getattr(module, "OUTPUTS", None)) else getattr(module, "OUTPUTS", {})),
         checks=tuple(getattr(module, "CHECKS", ())) or tuple(f"grad_{p}" for p in params),
         derivations=dict(getattr(module, "DERIVATIONS", {})),
         default_derivation=getattr(module, "DEFAULT_DERIVATION", None),
@@ -222,6 +227,7 @@ def from_module(
         dim_defaults=dict(getattr(module, "DIM_DEFAULTS", {})),
         paddable="masks" in takes,
         sample=getattr(module, "sample", None),
+        shape_hint=getattr(module, "shape_hint", None),
         file=file,
         **{hook: getattr(module, hook) for hook in ("check_dims", "kink_field", "variants") if hasattr(module, hook)},
     )
