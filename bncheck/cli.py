@@ -127,7 +127,13 @@ def _write_files(report, settings) -> None:
 
 
 def _run(derivation, settings):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from bncheck.pipeline import verify as run_verify
 
@@ -191,7 +197,10 @@ def _symbolic(model, name: str) -> tuple[str, ...]:
     from bncheck.models import probe_dims, symbolic
 
     probe = probe_dims(model)
-    return tuple(map(str, symbolic({**model.inputs(probe), **model.params(probe)}[name], probe)))
+    doubled = {d: 2 * size for d, size in probe.items()}
+    shapes = [symbolic({**model.inputs(p), **model.params(p)}[name], p) for p in (probe, doubled)]
+    # A size that names no dimension yet moves with them is a formula (a strided output): "?".
+    return tuple(str(a) if a == b else "?" for a, b in zip(*shapes))
 
 
 def main() -> None:
