@@ -113,7 +113,8 @@ def concrete(shape: tuple[str | int, ...], dims: Dims) -> Shape:
     return tuple(dims[s] if isinstance(s, str) else s for s in shape)
 
 
-_BUILTIN = {"bn-mlp": "bncheck.models.bn_mlp", "mlp": "bncheck.models.mlp", "conv": "bncheck.models.conv"}
+_BUILTIN = {"bn-mlp": "bncheck.models.bn_mlp", "mlp": "bncheck.models.mlp", "conv": "bncheck.models.conv",
+            "kron": "bncheck.models.kron"}
 
 # Settings a built-in model may read, with the defaults a model that does not read them keeps.
 OPTION_DEFAULTS: dict[str, Any] = {
