@@ -37,7 +37,10 @@ def _fail(message: str) -> None:
 def verify(
     derivation: Annotated[
         Optional[str],
-        typer.Argument(help="A derivation .py file, or a built-in: closed-form (default), kronecker, seed-question."),
+        typer.Argument(
+            help="A derivation .py file, or a built-in of the model (`bncheck models` lists them); "
+            "bn-mlp's: closed-form (default), kronecker, seed-question."
+        ),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with any of these settings and a [sweep] table.")] = None,
     model: Annotated[

@@ -32,7 +32,7 @@ def DIMS(options):
     # H and W start where the largest kernel fits; few values per dimension, since every distinct
     # shape costs a compile.
     fits = max(1, 3 - 2 * options["padding"])
-    return {"N": (1, 2), "C": (1, 2), "O": (1, 2), "kh": (1, 3), "kw": (1, 3), "H": (fits, 6), "W": (fits, 6)}
+    return {"N": (1, 2), "C": (1, 2), "O": (1, 2), "kh": (1, 3), "kw": (1, 3), "H": (fits, 5), "W": (fits, 5)}
 
 
 def out_size(size: int, kernel: int, options) -> int:
