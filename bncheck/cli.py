@@ -130,13 +130,7 @@ def _write_files(report, settings) -> None:
 
 
 def _run(derivation, settings):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bncheck.pipeline import verify as run_verify
 
