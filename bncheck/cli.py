@@ -314,7 +314,10 @@ def _symbolic(model, name: str) -> tuple[str, ...]:
     from bncheck.models import probe_dims, symbolic
 
     probe = probe_dims(model)
-    return tuple(map(str, symbolic({**model.inputs(probe), **model.params(probe)}[name], probe)))
+    doubled = {d: 2 * size for d, size in probe.items()}
+    shapes = [symbolic({**model.inputs(p), **model.params(p)}[name], p) for p in (probe, doubled)]
+    # A size that names no dimension yet moves with them is a formula (a strided output): "?".
+    return tuple(str(a) if a == b else "?" for a, b in zip(*shapes))
 
 
 demo_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Run a seed's argument on numbers and show it.")

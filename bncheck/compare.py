@@ -65,6 +65,7 @@ class Comparison:
     problem: str | None = None
     message: str | None = None
     allowed: float = 0.0  # the threshold abs_err was held to
+    got_shape: tuple[int, ...] | None = None  # what a "shape" problem returned
 
 
 def as_array(value) -> np.ndarray | None:
@@ -86,7 +87,8 @@ def compare(value, ref: np.ndarray, rtol: float, atol: float, floor: float = 0.0
         return Comparison(False, np.inf, np.inf, (), "non-array", f"returned a {kind}, not an array of numbers")
     if got.shape != ref.shape:
         return Comparison(
-            False, np.inf, np.inf, (), "shape", f"returned shape {got.shape}, expected {ref.shape}"
+            False, np.inf, np.inf, (), "shape", f"returned shape {got.shape}, expected {ref.shape}",
+            got_shape=got.shape,
         )
     bad = ~np.isfinite(got)
     if bad.any():

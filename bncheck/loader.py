@@ -141,9 +141,10 @@ def load_derivation(spec: str | ModuleType, model: Model) -> Derivation:
         if check is not None:
             derivation.functions[attr] = value
             derivation.checks[attr] = check
-        elif getattr(value, "__module__", None) == module.__name__:
+        elif getattr(value, "__module__", None) == module.__name__ and name not in model.derivations:
             # Only the file's own definitions can be typos; imported helpers (bncheck.kron's
-            # jac_kron_A, say) are not claims about this model.
+            # jac_kron_A, say) are not claims about this model, nor are a built-in's functions for
+            # layers the model does not have at these options (mlp's grad_W3 at --layers 2).
             derivation.unknown[attr] = unknown_name(attr, model)
     if not derivation.checks and not derivation.unknown:
         raise LoadError(

@@ -146,3 +146,23 @@ def test_rule_without_commutation_matrix_fails():
 
     assert np.max(np.abs(wrong_A - JA_ref)) > 1e-3
     assert np.max(np.abs(wrong_B - JB_ref)) > 1e-3
+
+
+def vec_jnp(M):
+    return M.T.reshape(-1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_identities_are_the_jacobians_jax_finds(seed):
+    """vec(AXB) = (Bᵀ ⊗ A) vec(X) and K vec(A) = vec(Aᵀ), read as derivatives: jax.jacfwd of
+    X ↦ vec(AXB) is Bᵀ ⊗ A and of A ↦ vec(Aᵀ) is K_{m,n}, at random shapes."""
+    rng = np.random.default_rng(100 + seed)
+    a, b, c, d = (int(s) for s in rng.integers(1, 6, size=4))
+    A, X, B = rng.standard_normal((a, b)), rng.standard_normal((b, c)), rng.standard_normal((c, d))
+
+    J_triple = jax.jacfwd(lambda X: vec_jnp(A @ X @ B))(jnp.asarray(X))
+    J_transpose = jax.jacfwd(lambda A: vec_jnp(A.T))(jnp.asarray(A))
+
+    np.testing.assert_allclose(_colmajor_jac(J_triple), np.kron(B.T, A), rtol=0, atol=TOL)
+    np.testing.assert_array_equal(_colmajor_jac(J_transpose), commutation_matrix(a, b))
+

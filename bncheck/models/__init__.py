@@ -18,7 +18,9 @@ and optionally
 Built-ins add what only they need: `OPTIONS` (the settings forward reads, passed as a keyword-only
 `options` dict), a keyword-only `masks` argument (forward honours zero-padding, so draws of many
 sizes share one compile), `DERIVATIONS`/`DEFAULT_DERIVATION`, `DIM_DEFAULTS`, `DIMS` as a function of
-the options, and the hooks `check_dims`, `kink_field`, `variants` described on `Model`.
+the options (and `OUTPUTS` likewise, for a number of layers), `inputs(d, options)` and
+`params(d, options)` where a shape needs an option (a strided convolution's output), and the hooks `check_dims`,
+`kink_field`, `variants` and `shape_hint` described on `Model`.
 
 Nothing here imports JAX at import time: `bncheck models` and `--help` stay fast. A user's model file
 is traced once when it is loaded (jax.eval_shape, no FLOPs) to find its outputs and to turn a broken
@@ -74,6 +76,10 @@ class Model:
     # statistics held constant, the other ddof). A failing check that matches one is named by it. A key
     # "code:detail" is one more variant for the same code (the mean alone held constant, say).
     variants: Callable[[dict[str, Any]], dict[str, dict[str, Any]]] = lambda cfg: {}
+    # shape_hint(check_name, got_shape, dims, cfg) -> a sentence showing how the factors' dimensions
+    # make the expected shape (seed 003's dimension-compatibility rule), appended to a `shape`
+    # diagnosis; or None.
+    shape_hint: Callable[[str, tuple[int, ...], Dims, dict[str, Any]], str | None] | None = None
     # sample(rng, dims) -> {name: array} for arrays that must not be standard normal, or None.
     sample: Callable[[Any, Dims], dict[str, Any]] | None = None
     # The model file a user gave with --model, None for a built-in.
@@ -112,6 +118,9 @@ _BUILTIN = {
     "bn-mlp": "bncheck.models.bn_mlp",
     "bn-layer": "bncheck.models.bn_layer",
     "centering": "bncheck.models.centering",
+    "mlp": "bncheck.models.mlp",
+    "conv": "bncheck.models.conv",
+    "kron": "bncheck.models.kron",
 }
 
 # Settings a built-in model may read, with the defaults a model that does not read them keeps.
@@ -166,9 +175,14 @@ def _import_model_file(path: Path) -> ModuleType:
     return module
 
 
-def _shapes(module: ModuleType, which: str, dims: Dims, where: str) -> dict[str, Shape]:
+def _with_options(fn: Callable, cfg: dict[str, Any]) -> Callable[[Dims], dict[str, Shape]]:
+    """inputs(d) or params(d); one written as f(d, options) gets the model's options bound."""
+    return (lambda d: fn(d, cfg)) if len(inspect.signature(fn).parameters) > 1 else fn
+
+
+def _shapes(fn: Callable[[Dims], dict[str, Shape]], which: str, dims: Dims, where: str) -> dict[str, Shape]:
     try:
-        shapes = getattr(module, which)(dict(dims))
+        shapes = fn(dict(dims))
     except Exception as err:
         raise LoadError(f"model: {where}: {which}(d) raised {type(err).__name__}: {err}") from None
     if not isinstance(shapes, dict) or not all(
@@ -195,7 +209,8 @@ def from_module(
     dims = module.DIMS(cfg) if callable(module.DIMS) else module.DIMS
     _check_dims_table(dims, where)
     lowest = {d: lo for d, (lo, _) in dims.items()}
-    inputs, params = _shapes(module, "inputs", lowest, where), _shapes(module, "params", lowest, where)
+    inputs_fn, params_fn = _with_options(module.inputs, cfg), _with_options(module.params, cfg)
+    inputs, params = _shapes(inputs_fn, "inputs", lowest, where), _shapes(params_fn, "params", lowest, where)
     clash = set(inputs) & set(params)
     if clash:
         raise LoadError(f"model: {where}: {', '.join(sorted(clash))} is both an input and a parameter")
@@ -216,10 +231,10 @@ def from_module(
         name=name,
         summary=summary,
         dims=dims,
-        inputs=module.inputs,
-        params=module.params,
+        inputs=inputs_fn,
+        params=params_fn,
         forward=forward,
-        outputs=dict(getattr(module, "OUTPUTS", {})),
+        outputs=dict(module.OUTPUTS(cfg) if callable(getattr(module, "OUTPUTS", None)) else getattr(module, "OUTPUTS", {})),
         checks=tuple(getattr(module, "CHECKS", ())) or tuple(f"grad_{p}" for p in params),
         derivations=dict(getattr(module, "DERIVATIONS", {})),
         default_derivation=getattr(module, "DEFAULT_DERIVATION", None),
@@ -227,6 +242,7 @@ def from_module(
         dim_defaults=dict(getattr(module, "DIM_DEFAULTS", {})),
         paddable="masks" in takes,
         sample=getattr(module, "sample", None),
+        shape_hint=getattr(module, "shape_hint", None),
         file=file,
         **{hook: getattr(module, hook) for hook in ("check_dims", "kink_field", "variants") if hasattr(module, hook)},
     )

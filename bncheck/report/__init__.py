@@ -120,6 +120,9 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
             result.worst = _where(draw, comparison.index or None)
             result.max_abs_err = result.max_rel_err = math.inf
             problem = {"code": comparison.problem, "message": comparison.message}
+            if comparison.problem == "shape" and model.shape_hint is not None:
+                hint = model.shape_hint(c.name, comparison.got_shape, draw.dims, settings.model_options(model))
+                problem["message"] += f"; {hint}" if hint else ""
         else:
             failing_draw, comparison = tally.worst_failure
             result.worst = _where(failing_draw, comparison.index)

@@ -1,0 +1,31 @@
+"""Slipped derivation files of one model (tests/derivations/<model>/): each declares the checks it
+breaks (EXPECTED_FAIL) and the settings that show the slip (SETTINGS, model included)."""
+
+import functools
+import importlib.util
+
+from conftest import DERIVATIONS, failed
+
+
+def files(model: str) -> list:
+    return sorted((DERIVATIONS / model).glob("*.py"))
+
+
+def declared(path) -> tuple[set[str], dict]:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.EXPECTED_FAIL, module.SETTINGS
+
+
+@functools.cache
+def fails_exactly(path):
+    """Runs one slipped file (once per session); asserts it fails exactly what it declares and passes the rest."""
+    from bncheck import verify
+
+    expected, settings = declared(path)
+    report = verify(str(path), **settings)
+    assert failed(report) == expected, [(c.name, c.status, c.diagnosis) for c in report.checks]
+    ran = {c.name for c in report.checks if c.status in ("pass", "fail", "error")}
+    assert expected <= ran and len(ran) > len(expected)  # the others ran and passed
+    return report
