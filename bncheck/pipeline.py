@@ -44,6 +44,7 @@ def verify(
     """
     import jax
 
+    from bncheck.shrink import shrink_failures
     from bncheck.sweep import run_sweep
 
     if settings is None:
@@ -56,4 +57,5 @@ def verify(
     device = _device(settings.device)
     with jax.default_device(device):
         sweep = run_sweep(model, settings, loaded, on_progress)
+        shrink_failures(model, settings, loaded, sweep)
     return build_report(model, settings, loaded, sweep)

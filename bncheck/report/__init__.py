@@ -100,13 +100,15 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
     if tally.worst is not None:
         draw, comparison = tally.worst
         result.worst = _where(draw, comparison.index)
+    if tally.smallest is not None:
+        result.smallest = _where(tally.smallest, None)
     if tally.error is not None:
         draw, message, line = tally.error
         result.status, result.passed = "error", False
         result.max_abs_err = result.max_rel_err = None
         result.worst = _where(draw, None)
         result.diagnosis = {"code": "exception", "message": f"raised {message}", "line": line}
-        result.replay = _replay(derivation, model, settings, draw)
+        result.replay = _replay(derivation, model, settings, tally.smallest or draw)
     elif tally.failures:
         result.status, result.passed = "fail", False
         problem = None
@@ -120,7 +122,7 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
             failing_draw, comparison = tally.worst_failure
             result.worst = _where(failing_draw, comparison.index)
         result.diagnosis = diagnose(problem, [(d.dims, got, ref) for d, got, ref in tally.samples])
-        result.replay = _replay(derivation, model, settings, failing_draw)
+        result.replay = _replay(derivation, model, settings, tally.smallest or failing_draw)
     elif tally.ran == 0:
         result.status = "skipped"
         result.max_abs_err = result.max_rel_err = None
