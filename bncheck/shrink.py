@@ -20,6 +20,7 @@ there is no smallest case and the replay stays at that draw.
 from __future__ import annotations
 
 import itertools
+
 import numpy as np
 
 from bncheck.diagnose import diagnose
@@ -144,8 +145,8 @@ def smallest_case(
 def shrink_failures(model: Model, settings: Settings, derivation: Derivation, sweep: SweepResult) -> None:
     """Sets `smallest` on every failed tally of the sweep (the report's `smallest` and `replay`)."""
     failed = [t for t in sweep.tallies.values() if t.error is not None or t.failures]
-    if not failed:
-        return
+    if not failed or not model.paddable:
+        return  # a model that cannot pad would compile every candidate shape: the replay stays as it is
     lower = {name: lo for name, (lo, _) in settings.sweep.items()}
     # As many draws a round as the sweep's own batches, so its compiled references serve unchanged.
     engine, batch = sweep.engine, min(CHUNK, len(sweep.draws))
