@@ -58,4 +58,8 @@ def verify(
     with jax.default_device(device):
         sweep = run_sweep(model, settings, loaded, on_progress)
         shrink_failures(model, settings, loaded, sweep)
+        if settings.reference == "fd":
+            from bncheck.fd import triangulate
+
+            triangulate(model, settings, loaded, sweep)
     return build_report(model, settings, loaded, sweep)

@@ -83,6 +83,10 @@ class Tally:
     used: list[float] = field(default_factory=list)
     # The smallest draw found that fails the same way (bncheck.shrink), for the replay.
     smallest: Draw | None = None
+    # Opinions besides the sweep's own reference ({"fd": agrees?}, bncheck.fd), and warnings: checks
+    # that prove little, invariants broken, references that disagree. Neither changes the verdict.
+    references: dict[str, bool | None] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, draw: Draw, result: Comparison, got, ref: np.ndarray) -> None:
         self.ran += 1
@@ -360,16 +364,21 @@ def prepare(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dic
 
 def check_draw(engine: Engine, derivation: Derivation, checks: list[Check], draw: Draw, tallies: dict[str, Tally]) -> None:
     """Calls the derivation's `checks` on one prepared draw and tallies each against its reference."""
-    settings = engine.settings
-    arrays = {name: a.astype(settings.dtype) for name, a in draw.arrays.items()}
-    # A float32 run's derivation sees the float32 forward record, as it would in its own code.
-    record = draw.rough if settings.dtype == "float32" else draw.refs
-    fwd = {name.removeprefix("fwd."): v.astype(settings.dtype) for name, v in record.items() if name.startswith("fwd.")}
-    ctx = Ctx({**arrays, **fwd, **draw.dims, **engine.cfg})
+    ctx = make_ctx(engine, draw)
     for c in checks:
-        _check_one(derivation, c, tallies[c.name], draw, ctx, settings)
+        _check_one(derivation, c, tallies[c.name], draw, ctx, engine.settings)
     # Keep memory flat on long sweeps: the tallies hold what they need.
     draw.refs, draw.rough = {}, {}
+
+
+def make_ctx(engine: Engine, draw: Draw) -> Ctx:
+    """The ctx a derivation sees for a prepared draw, in the run's dtype."""
+    dtype = engine.settings.dtype
+    arrays = {name: a.astype(dtype) for name, a in draw.arrays.items()}
+    # A float32 run's derivation sees the float32 forward record, as it would in its own code.
+    record = draw.rough if dtype == "float32" else draw.refs
+    fwd = {name.removeprefix("fwd."): v.astype(dtype) for name, v in record.items() if name.startswith("fwd.")}
+    return Ctx({**arrays, **fwd, **draw.dims, **engine.cfg})
 
 
 def _references(engine: Engine, fn: Callable, draws: list[Draw], extract: Callable, buckets: Callable,

@@ -32,6 +32,9 @@ class CheckResult:
     replay: str | None = None
     skipped: int = 0
     message: str | None = None
+    # Which references the derivation agrees with ({"jax.grad": True, "fd": True}); None if it never ran.
+    references: dict[str, bool | None] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(vars(self))
@@ -53,6 +56,10 @@ class Report:
     # The settings the model reads (its forward's options), for the report's header.
     options: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def warnings(self) -> list[dict[str, str]]:
+        return [{"check": c.name, "message": w} for c in self.checks for w in c.warnings]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
@@ -63,6 +70,7 @@ class Report:
             "draws": self.draws,
             "redrawn": self.redrawn,
             "checks": [c.to_dict() for c in self.checks],
+            "warnings": self.warnings,
         }
 
     @property
@@ -129,6 +137,9 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
         result.message = tally.skip_reason
     elif tally.skipped:
         result.message = f"skipped at {tally.skipped} of {tally.skipped + tally.ran} draws: {tally.skip_reason}"
+    if result.status in ("pass", "fail", "error"):
+        result.references = {result.reference: result.status == "pass", **tally.references}
+    result.warnings = list(tally.warnings)
     return result
 
 
