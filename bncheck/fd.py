@@ -24,7 +24,8 @@ disagree beyond the differences' own error. Neither changes whether the check pa
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bncheck import guards
 from bncheck.compare import TOLERANCES, Comparison, compare, noise_floor
 from bncheck.loader import Check, Derivation, user_frame
 from bncheck.models import Model
@@ -87,6 +88,10 @@ class Tally:
     # that prove little, invariants broken, references that disagree. Neither changes the verdict.
     references: dict[str, bool | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Compared draws whose reference is zero up to rounding, and (draw, sentence) for each draw whose
+    # value breaks one of the model's invariants (bncheck.guards).
+    vanishing: int = 0
+    broken: list[tuple[Draw, str]] = field(default_factory=list)
 
     def add(self, draw: Draw, result: Comparison, got, ref: np.ndarray) -> None:
         self.ran += 1
@@ -195,6 +200,7 @@ class Engine:
         self.model = model
         self.settings = settings
         self.cfg = settings.model_options(model)
+        self.invariants = model.invariants(self.cfg)
         self._axes: dict[str, tuple[str | int, ...]] | None = None
         self._exact: dict[tuple, dict[str, tuple[int, ...]]] = {}
         self._compiled: dict[Any, Callable] = {}
@@ -366,7 +372,7 @@ def check_draw(engine: Engine, derivation: Derivation, checks: list[Check], draw
     """Calls the derivation's `checks` on one prepared draw and tallies each against its reference."""
     ctx = make_ctx(engine, draw)
     for c in checks:
-        _check_one(derivation, c, tallies[c.name], draw, ctx, engine.settings)
+        _check_one(derivation, c, tallies[c.name], draw, ctx, engine.settings, engine.invariants.get(c.name))
     # Keep memory flat on long sweeps: the tallies hold what they need.
     draw.refs, draw.rough = {}, {}
 
@@ -458,7 +464,9 @@ def _user_line(err: BaseException, file: str) -> str:
     return f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}"
 
 
-def _check_one(derivation: Derivation, c: Check, tally: Tally, draw: Draw, ctx: Ctx, settings: Settings) -> None:
+def _check_one(
+    derivation: Derivation, c: Check, tally: Tally, draw: Draw, ctx: Ctx, settings: Settings, invariant=None
+) -> None:
     if tally.error is not None or tally.first_problem is not None or c.name not in draw.refs:
         return  # already broken beyond comparison, or skipped at this size
     fn = derivation.functions[c.name]
@@ -481,6 +489,10 @@ def _check_one(derivation: Derivation, c: Check, tally: Tally, draw: Draw, ctx: 
         # The worst of the directions stands for the draw.
         results = [compare(g, r, settings.rtol, settings.atol, f) for g, r, f in zip(got, ref, floor)]
         worst = max(range(len(results)), key=lambda i: (results[i].problem is not None, results[i].rel_err))
-        tally.add(draw, results[worst], got[worst], ref[worst])
+        result = results[worst]
+        tally.add(draw, result, got[worst], ref[worst])
     else:
-        tally.add(draw, compare(got, ref, settings.rtol, settings.atol, floor), got, ref)
+        result = compare(got, ref, settings.rtol, settings.atol, floor)
+        tally.add(draw, result, got, ref)
+    if result.problem is None:
+        guards.inspect(tally, draw, ctx, got, ref, rough, invariant)
