@@ -6,9 +6,10 @@ dimension at its lower bound, every dimension halved toward it, and one dimensio
 lower bound, halfway, or one less), each with the current seed and then with other seeds, as many
 draws as one batch of the sweep. They go through the sweep's own machinery (sweep.prepare and
 sweep.check_draw), zero-padded into the sweep's bucket, so a round is one call of the reference the
-sweep already compiled, and only the failing check is called. The smallest candidate that fails the same way becomes the current case;
-the search stops when none does, or after MAX_ROUNDS. Candidates are ordered, never random, so the same
-run gives the same smallest case.
+sweep already compiled, and only the failing check is called. The smallest candidate that fails the
+same way becomes the current case; the search stops when none does, or after MAX_ROUNDS. Candidates
+are ordered, never random, so the same run gives the same smallest case. Models that cannot pad would
+compile every candidate shape, so they are not searched.
 
 "The same way" means the same exception type, or the same diagnosis (code, factor, repair) of a value
 that is uncomparable (wrong shape, non-finite, non-array) or misses by at least MARGIN times its
