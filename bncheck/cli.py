@@ -109,10 +109,10 @@ def verify(
     ] = None,
     json_path: JsonOption = None,
     junit: JunitOption = None,
-    reference: Annotated[
-        Optional[str],
-        typer.Option(help="autodiff, or fd to add float64 central differences on a few draws as a third opinion. [default: autodiff]"),
-    ] = None,
+    reference: _setting(
+        str, "--reference", "autodiff, or fd to add float64 central differences on a few draws as a third opinion. "
+        "[default: autodiff]"
+    ) = None,
     debug: DebugOption = False,
 ) -> None:
     """Check a derivation's functions against jax.grad / jax.jacfwd / jax.jvp over a sweep of draws."""
