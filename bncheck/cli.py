@@ -109,6 +109,10 @@ def verify(
     ] = None,
     json_path: JsonOption = None,
     junit: JunitOption = None,
+    reference: _setting(
+        str, "--reference", "autodiff, or fd to add float64 central differences on a few draws as a third opinion. "
+        "[default: autodiff]"
+    ) = None,
     debug: DebugOption = False,
 ) -> None:
     """Check a derivation's functions against jax.grad / jax.jacfwd / jax.jvp over a sweep of draws."""
@@ -116,7 +120,7 @@ def verify(
         model=model, activation=activation, ddof=ddof, eps=eps, outputs=outputs, layout=layout, layers=layers,
         loss=loss, stride=stride, padding=padding, trials=trials, seed=seed,
         shape=shape, dtype=dtype, device=device, rtol=rtol, atol=atol, require=require,
-        max_jacobian_mb=max_jacobian_mb, json=json_path, junit=junit,
+        max_jacobian_mb=max_jacobian_mb, json=json_path, junit=junit, reference=reference,
     )
     with _one_line_errors(debug):
         from bncheck.settings import resolve

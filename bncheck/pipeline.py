@@ -44,6 +44,8 @@ def verify(
     """
     import jax
 
+    from bncheck.guards import warn
+    from bncheck.shrink import shrink_failures
     from bncheck.sweep import run_sweep
 
     if settings is None:
@@ -56,4 +58,10 @@ def verify(
     device = _device(settings.device)
     with jax.default_device(device):
         sweep = run_sweep(model, settings, loaded, on_progress)
+        warn(sweep, settings.dtype)
+        shrink_failures(model, settings, loaded, sweep)
+        if settings.reference == "fd":
+            from bncheck.fd import triangulate
+
+            triangulate(model, settings, loaded, sweep)
     return build_report(model, settings, loaded, sweep)

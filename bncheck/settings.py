@@ -19,6 +19,8 @@ from bncheck.models import ACTIVATIONS, OPTION_DEFAULTS, Model, get_model
 
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "gpu")
+# autodiff: jax.grad / jax.jacfwd / jax.jvp alone; fd: central differences as well, on a few draws.
+REFERENCES = ("autodiff", "fd")
 LAYOUTS = ("fc", "conv")
 LOSSES = ("mse", "xent")
 
@@ -48,6 +50,7 @@ class Settings:
     atol: float = TOLERANCES["float64"].atol
     require: tuple[str, ...] = ()
     max_jacobian_mb: float = 256.0
+    reference: str = "autodiff"
     json: str | None = None
     junit: str | None = None
 
@@ -98,6 +101,7 @@ _TYPES: dict[str, type] = {
     "max_jacobian_mb": float,
     "json": str,
     "junit": str,
+    "reference": str,
 }
 
 
@@ -274,6 +278,8 @@ def _validate(s: Settings, model: Model) -> None:
         raise SettingsError(f"trials: must be at least 1, got {s.trials}")
     if s.seed < 0:
         raise SettingsError(f"seed: must be >= 0, got {s.seed}")
+    if s.reference not in REFERENCES:
+        raise SettingsError(f"reference: unknown reference {s.reference!r}; choose one of {', '.join(REFERENCES)}")
     if s.device not in DEVICES:
         raise SettingsError(f"device: unknown device {s.device!r}; choose one of {', '.join(DEVICES)}")
     for name in ("rtol", "atol"):

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 import traceback
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
 
+from bncheck import guards
 from bncheck.compare import TOLERANCES, Comparison, compare, noise_floor
 from bncheck.loader import Check, Derivation, user_frames
 from bncheck.models import Model
@@ -82,6 +84,16 @@ class Tally:
     # the allowed error it used.
     rel_errors: list[float] = field(default_factory=list)
     used: list[float] = field(default_factory=list)
+    # The smallest draw found that fails the same way (bncheck.shrink), for the replay.
+    smallest: Draw | None = None
+    # Opinions besides the sweep's own reference ({"fd": agrees?}, bncheck.fd), and warnings: checks
+    # that prove little, invariants broken, references that disagree. Neither changes the verdict.
+    references: dict[str, bool | None] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    # Compared draws whose reference is zero up to rounding, and (draw, sentence) for each draw whose
+    # value breaks one of the model's invariants (bncheck.guards).
+    vanishing: int = 0
+    broken: list[tuple[Draw, str]] = field(default_factory=list)
 
     def add(self, draw: Draw, result: Comparison, got, ref: np.ndarray) -> None:
         self.ran += 1
@@ -114,6 +126,8 @@ class SweepResult:
     draws: list[Draw]
     tallies: dict[str, Tally]
     redrawn: int
+    # The engine that ran the sweep, whose compiled references a search for a smaller case reuses.
+    engine: Engine
 
 
 def plan_draws(settings: Settings) -> list[Draw]:
@@ -189,8 +203,25 @@ class Engine:
         self.model = model
         self.settings = settings
         self.cfg = settings.model_options(model)
+        self.invariants = model.invariants(self.cfg)
         self._axes: dict[str, tuple[str | int, ...]] | None = None
         self._exact: dict[tuple, dict[str, tuple[int, ...]]] = {}
+        self._compiled: dict[Any, Callable] = {}
+
+    def compiled(self, plan) -> Callable:
+        """references.build for `plan`, built once per engine: jit keeps the compiles per shape."""
+        from bncheck.references import build
+
+        if plan not in self._compiled:
+            self._compiled[plan] = build(self.model, self.cfg, plan)
+        return self._compiled[plan]
+
+    def padded_to(self, largest: dict[str, int]) -> Engine:
+        """An engine that pads every draw (none larger than `largest`) to `largest`, sharing this one's
+        compiled references: a fixed-shape sweep's compile serves smaller draws too."""
+        engine = Engine(self.model, replace(self.settings, shape=None, sweep={n: (1, v) for n, v in largest.items()}))
+        engine._compiled = self._compiled
+        return engine
 
     def output_shapes(self, dims: dict[str, int]) -> dict[str, tuple[int, ...]]:
         from bncheck.models import concrete
@@ -261,30 +292,51 @@ def run_sweep(
 ) -> SweepResult:
     """Runs the sweep; `draws`, when given, are checked as they are (their `arrays` set, nothing
     sampled or redrawn): an exported case read back by `verify-values`."""
+    with full_precision():
+        return _run_sweep(model, settings, derivation, on_progress, draws)
+
+
+@contextmanager
+def full_precision():
     import jax
 
     jax.config.update("jax_enable_x64", True)
     # On GPUs the default float32 matmul is TF32: its 1e-3 rounding would corrupt a float32 run's ctx
     # and inflate the float32 reference behind the noise floor. Every entry point gets full precision.
     with jax.default_matmul_precision("highest"):
-        return _run_sweep(model, settings, derivation, on_progress, draws)
+        yield
 
 
 def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_progress: Callable,
                prepared: list[Draw] | None) -> SweepResult:
-    from bncheck.references import Plan, build
-
     checks = list(derivation.checks.values())
+    engine = Engine(model, settings)
+    tallies = {c.name: Tally(c) for c in checks}
+    draws = plan_draws(settings) if prepared is None else prepared
+    redrawn = prepare(engine, checks, draws, tallies, sample=prepared is None)
+    for done, draw in enumerate(draws, 1):
+        check_draw(engine, derivation, checks, draw, tallies)
+        on_progress(done, len(draws))
+    return SweepResult(draws, tallies, redrawn, engine)
+
+
+def prepare(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dict[str, Tally],
+            sample: bool = True) -> int:
+    """Samples the draws, redraws those on a kink, and computes every reference `checks` need.
+
+    Returns how many redraws it took. Dense Jacobians over the budget are marked skipped in `tallies`.
+    With sample=False the draws' arrays are used as they are, kink or not: a case someone computed on.
+    """
+    from bncheck.references import Plan
+
+    model, settings = engine.model, engine.settings
     jvp_targets = {c.target for c in checks if c.kind == "jvp"}
     plan = Plan(
         grads=tuple(sorted({c.target for c in checks if c.kind == "gradient"})),
         jvps=tuple(sorted({(c.output, c.target) for c in checks if c.kind == "jvp"})),
     )
-    engine = Engine(model, settings)
     tol = TOLERANCES[settings.dtype]
     kink_field = model.kink_field(engine.cfg)
-    tallies = {c.name: Tally(c) for c in checks}
-    draws = plan_draws(settings) if prepared is None else prepared
 
     def extract(draw: Draw, out: dict) -> dict[str, np.ndarray]:
         shapes = engine.output_shapes(draw.dims)
@@ -303,33 +355,39 @@ def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_prog
         value = np.abs(draw.refs[f"fwd.{kink_field}"])
         return value.size > 0 and value.min() < tol.kink * max(value.max(), 1.0)
 
-    main = build(model, engine.cfg, plan)
+    main = engine.compiled(plan)
     pending, redrawn = draws, 0
-    for draw in draws if prepared is None else ():
+    for draw in draws if sample else ():
         _sample(model, draw, settings.dtype, jvp_targets)
     while pending:
         _references(engine, main, pending, extract, buckets=lambda d: engine.bucket(d.dims), exact=True)
-        # A prepared draw is the case someone computed on: it is checked as given, kink or not.
-        pending = [d for d in pending if prepared is None and on_kink(d) and d.attempt < MAX_ATTEMPTS]
+        pending = [d for d in pending if sample and on_kink(d) and d.attempt < MAX_ATTEMPTS]
         for draw in pending:
             draw.attempt += 1
             redrawn += 1
             _sample(model, draw, settings.dtype, jvp_targets)
     _references(engine, main, draws, extract, buckets=lambda d: engine.bucket(d.dims), exact=False)
     _dense_references(engine, checks, draws, tallies)
+    return redrawn
 
-    for done, draw in enumerate(draws, 1):
-        arrays = {name: a.astype(settings.dtype) for name, a in draw.arrays.items()}
-        # A float32 run's derivation sees the float32 forward record, as it would in its own code.
-        record = draw.rough if settings.dtype == "float32" else draw.refs
-        fwd = {name.removeprefix("fwd."): v.astype(settings.dtype) for name, v in record.items() if name.startswith("fwd.")}
-        ctx = Ctx({**arrays, **fwd, **draw.dims, **engine.cfg})
-        for c in checks:
-            _check_one(derivation, c, tallies[c.name], draw, ctx, settings)
-        # Keep memory flat on long sweeps: the tallies hold what they need.
-        draw.refs, draw.rough = {}, {}
-        on_progress(done, len(draws))
-    return SweepResult(draws, tallies, redrawn)
+
+def check_draw(engine: Engine, derivation: Derivation, checks: list[Check], draw: Draw, tallies: dict[str, Tally]) -> None:
+    """Calls the derivation's `checks` on one prepared draw and tallies each against its reference."""
+    ctx = make_ctx(engine, draw)
+    for c in checks:
+        _check_one(derivation, c, tallies[c.name], draw, ctx, engine.settings, engine.invariants.get(c.name))
+    # Keep memory flat on long sweeps: the tallies hold what they need.
+    draw.refs, draw.rough = {}, {}
+
+
+def make_ctx(engine: Engine, draw: Draw) -> Ctx:
+    """The ctx a derivation sees for a prepared draw, in the run's dtype."""
+    dtype = engine.settings.dtype
+    arrays = {name: a.astype(dtype) for name, a in draw.arrays.items()}
+    # A float32 run's derivation sees the float32 forward record, as it would in its own code.
+    record = draw.rough if dtype == "float32" else draw.refs
+    fwd = {name.removeprefix("fwd."): v.astype(dtype) for name, v in record.items() if name.startswith("fwd.")}
+    return Ctx({**arrays, **fwd, **draw.dims, **engine.cfg})
 
 
 def _references(engine: Engine, fn: Callable, draws: list[Draw], extract: Callable, buckets: Callable,
@@ -352,7 +410,7 @@ def _references(engine: Engine, fn: Callable, draws: list[Draw], extract: Callab
 
 def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dict[str, Tally]) -> None:
     """Dense Jacobian references for draws within the memory budget; the rest are marked skipped."""
-    from bncheck.references import Plan, build
+    from bncheck.references import Plan
 
     dense = [c for c in checks if c.kind == "jacobian"]
     if not dense:
@@ -381,7 +439,7 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
             )
     fits = [draw for draw in draws if within[id(draw)]]
 
-    fn = build(model, engine.cfg, Plan(jacs=tuple(sorted({(c.output, c.target) for c in dense}))))
+    fn = engine.compiled(Plan(jacs=tuple(sorted({(c.output, c.target) for c in dense}))))
 
     def extract(draw: Draw, out: dict) -> dict[str, np.ndarray]:
         shapes = engine.output_shapes(draw.dims)
@@ -410,7 +468,9 @@ def _user_traceback(err: BaseException, file: str) -> list[str]:
     return [f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}" for frame in frames]
 
 
-def _check_one(derivation: Derivation, c: Check, tally: Tally, draw: Draw, ctx: Ctx, settings: Settings) -> None:
+def _check_one(
+    derivation: Derivation, c: Check, tally: Tally, draw: Draw, ctx: Ctx, settings: Settings, invariant=None
+) -> None:
     if tally.error is not None or c.name not in draw.refs:
         # Already broken (a raise), or skipped at this size. A wrong shape is not: its values at
         # other draws tell diagnose which repair fits.
@@ -435,6 +495,10 @@ def _check_one(derivation: Derivation, c: Check, tally: Tally, draw: Draw, ctx: 
         # The worst of the directions stands for the draw.
         results = [compare(g, r, settings.rtol, settings.atol, f) for g, r, f in zip(got, ref, floor)]
         worst = max(range(len(results)), key=lambda i: (results[i].problem is not None, results[i].rel_err))
-        tally.add(draw, results[worst], got[worst], ref[worst])
+        result = results[worst]
+        tally.add(draw, result, got[worst], ref[worst])
     else:
-        tally.add(draw, compare(got, ref, settings.rtol, settings.atol, floor), got, ref)
+        result = compare(got, ref, settings.rtol, settings.atol, floor)
+        tally.add(draw, result, got, ref)
+    if result.problem is None:
+        guards.inspect(tally, draw, ctx, got, ref, rough, invariant)

@@ -20,7 +20,10 @@ Built-ins add what only they need: `OPTIONS` (the settings forward reads, passed
 sizes share one compile), `DERIVATIONS`/`DEFAULT_DERIVATION`, `DIM_DEFAULTS`, `DIMS` as a function of
 the options (and `OUTPUTS` likewise, for a number of layers), `inputs(d, options)` and
 `params(d, options)` where a shape needs an option (a strided convolution's output), and the hooks `check_dims`,
-`kink_field`, `variants` and `shape_hint` described on `Model`.
+`kink_field`, `variants`, `shape_hint` and `invariants` described on `Model`.
+Any model module may define `invariants(options)`: properties that every correct value of a check has,
+whatever the reference, each a function of (ctx, got) that returns a sentence when `got` breaks it
+(bn-mlp: at eps = 0, column j of dR/dG1 is orthogonal to column j of G1). Violations are warnings.
 
 Nothing here imports JAX at import time: `bncheck models` and `--help` stay fast. A user's model file
 is traced once when it is loaded (jax.eval_shape, no FLOPs) to find its outputs and to turn a broken
@@ -80,6 +83,14 @@ class Model:
     # make the expected shape (seed 003's dimension-compatibility rule), appended to a `shape`
     # diagnosis; or None.
     shape_hint: Callable[[str, tuple[int, ...], Dims, dict[str, Any]], str | None] | None = None
+    # invariants(cfg) -> {check name: invariant(ctx, got) -> a sentence saying what `got` breaks, or
+    # None}: properties every correct value has (the columns of dR/dx of a batch-norm layer sum to zero).
+    # The sweep calls each on every draw where that check's value could be compared (right shape, all
+    # finite; for a jvp_ check, got is the list of values, one per direction, in ctx's dtype) and
+    # reports a violation as a warning on the check; it never changes the verdict. Allow for the
+    # rounding of a correct value: an invariant that holds exactly in theory holds to about the
+    # dtype's eps times the size of the terms in practice.
+    invariants: Callable[[dict[str, Any]], dict[str, Callable[[Any, Any], str | None]]] = lambda cfg: {}
     # sample(rng, dims) -> {name: array} for arrays that must not be standard normal, or None.
     sample: Callable[[Any, Dims], dict[str, Any]] | None = None
     # The model file a user gave with --model, None for a built-in.
@@ -244,7 +255,7 @@ def from_module(
         sample=getattr(module, "sample", None),
         shape_hint=getattr(module, "shape_hint", None),
         file=file,
-        **{hook: getattr(module, hook) for hook in ("check_dims", "kink_field", "variants") if hasattr(module, hook)},
+        **{hook: getattr(module, hook) for hook in ("check_dims", "kink_field", "variants", "invariants") if hasattr(module, hook)},
     )
     if file is not None and not model.outputs:
         model = _traced(model, inputs, params, where)

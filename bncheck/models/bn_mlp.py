@@ -103,6 +103,34 @@ def variants(options) -> dict:
     }
 
 
+def invariants(options) -> dict:
+    return {"grad_G1": _columns_orthogonal_to_G1} if options["eps"] == 0 else {}
+
+
+def _columns_orthogonal_to_G1(ctx, got) -> str | None:
+    """At eps = 0, scaling column j of G1 scales column j of H, which batch norm undoes: Hhat and so R
+    do not change. R is then homogeneous of degree 0 in that column, and by Euler's theorem column j
+    of dR/dG1 is orthogonal to column j of G1."""
+    import numpy as np
+
+    dtype = np.asarray(ctx.X).dtype
+    g, G1, X = (np.asarray(a, dtype=np.float64) for a in (got, ctx.G1, ctx.X))
+    resid, G2, dA = (np.asarray(a, dtype=np.float64) for a in (ctx.resid, ctx.G2, ctx.dA))
+    E = (-2.0 / ctx.N) * (resid @ G2.T) * dA * np.asarray(ctx.gamma, dtype=np.float64)[None, :]
+    # Column j of dR/dG1 is X' times a column no larger than |E_j| / sigma_j: the size of the terms
+    # whose rounding a correct value carries.
+    terms = np.linalg.norm(X) * np.linalg.norm(E, axis=0) / np.asarray(ctx.sigma, dtype=np.float64) * np.linalg.norm(G1, axis=0)
+    along = np.abs((g * G1).sum(axis=0))
+    bad = np.flatnonzero(along > np.sqrt(np.finfo(dtype).eps) * terms)
+    if bad.size == 0:
+        return None
+    j = int(bad[0])
+    return (
+        f"column {j} of dR/dG1 is not orthogonal to column {j} of G1 (inner product {along[j]:.3g}, terms of "
+        f"size {terms[j]:.3g}); at eps = 0 scaling a column of G1 leaves Hhat, and so R, unchanged"
+    )
+
+
 OUTPUTS = {
     "H": "X @ G1, the pre-normalisation activations (N, p2)",
     "mu": "batch mean of H over rows (p2,)",

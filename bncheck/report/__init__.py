@@ -36,6 +36,9 @@ class CheckResult:
     # A failed value check: |got − ref| at the worst failing draw, downsampled, and its worst entries
     # (compare.error_map).
     error_map: dict[str, Any] | None = None
+    # Which references the derivation agrees with ({"jax.grad": True, "fd": True}); None if it never ran.
+    references: dict[str, bool | None] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(vars(self))
@@ -57,6 +60,10 @@ class Report:
     # The settings the model reads (its forward's options), for the report's header.
     options: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def warnings(self) -> list[dict[str, str]]:
+        return [{"check": c.name, "message": w} for c in self.checks for w in c.warnings]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
@@ -67,6 +74,7 @@ class Report:
             "draws": self.draws,
             "redrawn": self.redrawn,
             "checks": [c.to_dict() for c in self.checks],
+            "warnings": self.warnings,
         }
 
     @property
@@ -104,13 +112,15 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
     if tally.worst is not None:
         draw, comparison = tally.worst
         result.worst = _where(draw, comparison.index)
+    if tally.smallest is not None:
+        result.smallest = _where(tally.smallest, None)
     if tally.error is not None:
         draw, message, frames = tally.error
         result.status, result.passed = "error", False
         result.max_abs_err = result.max_rel_err = None
         result.worst = _where(draw, None)
         result.diagnosis = {"code": "exception", "message": f"raised {message}", "line": frames[-1], "traceback": frames}
-        result.replay = _replay(derivation, model, settings, draw)
+        result.replay = _replay(derivation, model, settings, tally.smallest or draw)
     elif tally.failures:
         result.status, result.passed = "fail", False
         problem = None
@@ -128,13 +138,16 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
             result.worst = _where(failing_draw, comparison.index)
             result.error_map = error_map(*tally.worst_values)
         result.diagnosis = _diagnose(tally, problem, model, settings)
-        result.replay = _replay(derivation, model, settings, failing_draw)
+        result.replay = _replay(derivation, model, settings, tally.smallest or failing_draw)
     elif tally.ran == 0:
         result.status = "skipped"
         result.max_abs_err = result.max_rel_err = None
         result.message = tally.skip_reason
     elif tally.skipped:
         result.message = f"skipped at {tally.skipped} of {tally.skipped + tally.ran} draws: {tally.skip_reason}"
+    if result.status in ("pass", "fail", "error"):
+        result.references = {result.reference: result.status == "pass", **tally.references}
+    result.warnings = list(tally.warnings)
     return result
 
 

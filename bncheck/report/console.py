@@ -75,7 +75,7 @@ class ReportView:
             else " ".join(f"{k}∈[{lo},{hi}]" for k, (lo, hi) in s["sweep"].items())
         )
         redrawn = f" ({r.redrawn} redrawn off a relu kink)" if r.redrawn else ""
-        references = sorted({c.reference for c in r.checks if c.reference})
+        references = sorted({c.reference for c in r.checks if c.reference}) + (["fd"] if s.get("reference") == "fd" else [])
         options = ", ".join(f"{n} {v:g}" if isinstance(v, float) else f"{n} {v}" for n, v in r.options.items())
         options = f"{options}; " if options else ""
         yield Text.assemble(
@@ -109,6 +109,8 @@ class ReportView:
         for c in r.checks:
             if c.passed and c.message and c.status != "missing":
                 yield Text.assemble((f"{c.name}: ", "yellow"), c.message)
+        for w in r.warnings:
+            yield Text.assemble(("warning: ", "yellow"), (f"{w['check']}: ", "yellow"), w["message"])
         for c in r.failed:
             yield Text.assemble(("\n✗ ", "bold red"), (c.name, "bold"), "  ", _note(c))
             if c.replay:
