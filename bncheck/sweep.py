@@ -139,8 +139,12 @@ def _sample(model: Model, draw: Draw, dtype: str, jvp_targets: set[str]) -> None
     }
 
 
-def _pad(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return np.pad(array, [(0, b - a) for a, b in zip(array.shape, shape)])
+def _stack_padded(arrays: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """The arrays zero-padded to `shape` and stacked: one allocation, not one np.pad per array."""
+    out = np.zeros((len(arrays), *shape))
+    for i, a in enumerate(arrays):
+        out[(i, *(slice(0, s) for s in a.shape))] = a
+    return out
 
 
 def _cut(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -182,28 +186,28 @@ class Engine:
         return {name: min(s.sweep[name][1], 1 << (v - 1).bit_length()) for name, v in dims.items()}
 
     def run_batched(
-        self, fn: Callable, draws: list[Draw], bucket: dict[str, int], dtype, take: Callable, chunk: int = CHUNK
+        self, fn: Callable, draws: list[Draw], bucket: dict[str, int], take: Callable, chunk: int, dtype=np.float64
     ) -> None:
-        """Calls fn on `draws` padded to `bucket`, `chunk` at a time, and hands each draw its slice."""
+        """Calls fn on `draws` padded to `bucket`, `chunk` at a time, and hands each draw its slice.
+
+        Every call has `chunk` draws (the last one filled with copies), so a bucket compiles once
+        however many draws a pass has: the kink redraws reuse the first pass's compile.
+        """
         import jax
 
         shapes = {**self.model.inputs(bucket), **self.model.params(bucket)}
-        chunk = max(1, min(chunk, len(draws)))
         for start in range(0, len(draws), chunk):
             part = draws[start : start + chunk]
-            # Fill the last chunk with copies so every call has the shape that was compiled.
             filled = part + [part[-1]] * (chunk - len(part))
-            arrays = {n: np.stack([_pad(d.arrays[n], s) for d in filled]).astype(dtype) for n, s in shapes.items()}
-            masks = {
-                n: np.stack([(np.arange(b) < d.dims[n]).astype(dtype) for d in filled]) for n, b in bucket.items()
-            }
+            arrays = {n: _stack_padded([d.arrays[n] for d in filled], s).astype(dtype) for n, s in shapes.items()}
+            masks = {n: np.stack([np.arange(b) < d.dims[n] for d in filled]).astype(dtype) for n, b in bucket.items()}
             directions = {
-                t: np.stack([_pad(d.directions[t], (JVP_DIRECTIONS, *shapes[t])) for d in filled]).astype(dtype)
+                t: _stack_padded([d.directions[t] for d in filled], (JVP_DIRECTIONS, *shapes[t])).astype(dtype)
                 for t in filled[0].directions
             }
             out = jax.device_get(fn(arrays, masks, directions))
             for i, draw in enumerate(part):
-                take(draw, jax.tree_util.tree_map(lambda a: np.asarray(a[i]), out))
+                take(draw, jax.tree_util.tree_map(lambda a: a[i], out))
 
 
 def _group(draws: list[Draw], key: Callable[[Draw], dict[str, int]]) -> dict[tuple, tuple[dict, list[Draw]]]:
@@ -219,17 +223,26 @@ def run_sweep(
     settings: Settings,
     derivation: Derivation,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
+    every_floor: bool = False,
 ) -> SweepResult:
+    """every_floor computes the float32 reference behind the noise floor for every draw; by default a
+    float64 run computes it only for draws that fail without it, which no larger allowance can change
+    for the others (their Comparison.allowed then leaves the floor out)."""
     import jax
 
+    from bncheck import compile_cache
+
     jax.config.update("jax_enable_x64", True)
+    compile_cache.enable()
     # On GPUs the default float32 matmul is TF32: its 1e-3 rounding would corrupt a float32 run's ctx
     # and inflate the float32 reference behind the noise floor. Every entry point gets full precision.
     with jax.default_matmul_precision("highest"):
-        return _run_sweep(model, settings, derivation, on_progress)
+        return _run_sweep(model, settings, derivation, on_progress, every_floor)
 
 
-def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_progress: Callable) -> SweepResult:
+def _run_sweep(
+    model: Model, settings: Settings, derivation: Derivation, on_progress: Callable, every_floor: bool
+) -> SweepResult:
     from bncheck.references import Plan, build
 
     checks = list(derivation.checks.values())
@@ -261,19 +274,45 @@ def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_prog
         value = np.abs(draw.refs[f"fwd.{kink_field}"])
         return value.size > 0 and value.min() < tol.kink * max(value.max(), 1.0)
 
-    main = build(model, engine.cfg, plan)
-    pending, redrawn = draws, 0
+    # A float32 run's ctx is the float32 forward record, so it needs the float32 pass for every draw.
+    rough = every_floor or settings.dtype == "float32"
+    main = build(model, engine.cfg, plan, rough=rough)
+    chunk = min(CHUNK, len(draws))
+
+    def buckets(draw: Draw) -> dict[str, int]:
+        return engine.bucket(draw.dims)
+
     for draw in draws:
         _sample(model, draw, settings.dtype, jvp_targets)
-    while pending:
-        _references(engine, main, pending, extract, buckets=lambda d: engine.bucket(d.dims), exact=True)
-        pending = [d for d in pending if on_kink(d) and d.attempt < MAX_ATTEMPTS]
-        for draw in pending:
-            draw.attempt += 1
-            redrawn += 1
-            _sample(model, draw, settings.dtype, jvp_targets)
-    _references(engine, main, draws, extract, buckets=lambda d: engine.bucket(d.dims), exact=False)
+    _references(engine, main, draws, extract, buckets, lambda bucket: chunk, rough)
+    pending = [d for d in draws if on_kink(d)]
+    redrawn = 0
+    if pending:
+        # Redraw rounds need only the forward field that holds the kinks: a forward-only function
+        # keeps them cheap when most draws of a large shape sit near a kink.
+        forward = build(model, engine.cfg, Plan())
+        redone = list(pending)
+
+        def take_kink(draw: Draw, out: dict) -> None:
+            draw.refs[f"fwd.{kink_field}"] = _cut(out["fwd"][kink_field], engine.output_shapes(draw.dims)[kink_field])
+
+        while pending:
+            for draw in pending:
+                draw.attempt += 1
+                redrawn += 1
+                _sample(model, draw, settings.dtype, jvp_targets)
+            for bucket, group in _group(pending, buckets).values():
+                engine.run_batched(forward, group, bucket, take_kink, chunk)
+            pending = [d for d in pending if on_kink(d) and d.attempt < MAX_ATTEMPTS]
+        _references(engine, main, redone, extract, buckets, lambda bucket: chunk, rough)
     _dense_references(engine, checks, draws, tallies)
+
+    def rough_references(draw: Draw) -> None:
+        """The float32 pass for one draw that needs its noise floor (one compile, at batch size 1)."""
+        def take(d: Draw, out: dict) -> None:
+            d.rough.update({k: v for k, v in extract(d, out).items() if k not in d.rough})
+
+        engine.run_batched(main, [draw], buckets(draw), take, 1, np.float32)
 
     for done, draw in enumerate(draws, 1):
         arrays = {name: a.astype(settings.dtype) for name, a in draw.arrays.items()}
@@ -281,8 +320,7 @@ def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_prog
         record = draw.rough if settings.dtype == "float32" else draw.refs
         fwd = {name.removeprefix("fwd."): v.astype(settings.dtype) for name, v in record.items() if name.startswith("fwd.")}
         ctx = Ctx({**arrays, **fwd, **draw.dims, **engine.cfg})
-        for c in checks:
-            _check_one(derivation, c, tallies[c.name], draw, ctx, settings)
+        _check_draw(derivation, checks, tallies, draw, ctx, settings, rough_references)
         # Keep memory flat on long sweeps: the tallies hold what they need.
         draw.refs, draw.rough = {}, {}
         on_progress(done, len(draws))
@@ -290,21 +328,20 @@ def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_prog
 
 
 def _references(engine: Engine, fn: Callable, draws: list[Draw], extract: Callable, buckets: Callable,
-                exact: bool, chunk_for: Callable[[dict[str, int]], int] = lambda bucket: CHUNK) -> None:
-    """The float64 references (exact) or the same computed in float32 (not exact), by bucket.
+                chunk_for: Callable[[dict[str, int]], int], rough: bool) -> None:
+    """The float64 references, by bucket, and with rough (fn built with rough=True) the same computed
+    in float32.
 
     The float32 run of the same reference measures how much rounding this draw's computation
     amplifies: compare.noise_floor turns that into the allowance for the derivation's own rounding.
     """
-    def take_exact(draw: Draw, out: dict) -> None:
-        draw.refs.update(extract(draw, out))
+    def take(draw: Draw, out: dict) -> None:
+        draw.refs.update(extract(draw, out["exact"] if rough else out))
+        if rough:
+            draw.rough.update(extract(draw, out["rough"]))
 
-    def take_rough(draw: Draw, out: dict) -> None:
-        draw.rough.update(extract(draw, out))
-
-    dtype, take = (np.float64, take_exact) if exact else (np.float32, take_rough)
     for bucket, group in _group(draws, buckets).values():
-        engine.run_batched(fn, group, bucket, dtype, take, chunk_for(bucket))
+        engine.run_batched(fn, group, bucket, take, chunk_for(bucket))
 
 
 def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dict[str, Tally]) -> None:
@@ -338,7 +375,7 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
             )
     fits = [draw for draw in draws if within[id(draw)]]
 
-    fn = build(model, engine.cfg, Plan(jacs=tuple(sorted({(c.output, c.target) for c in dense}))))
+    fn = build(model, engine.cfg, Plan(jacs=tuple(sorted({(c.output, c.target) for c in dense}))), rough=True)
 
     def extract(draw: Draw, out: dict) -> dict[str, np.ndarray]:
         shapes = engine.output_shapes(draw.dims)
@@ -350,14 +387,15 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
         return refs
 
     def chunk_bytes(dims: dict[str, int]) -> int:
-        return sum(nbytes(c, dims) for c in dense)
+        # float64 and float32 copies of each Jacobian: 1.5 times the float64 size.
+        return 3 * sum(nbytes(c, dims) for c in dense) // 2
 
     def buckets(draw: Draw) -> dict[str, int]:
         return engine.bucket(draw.dims, chunk_bytes)
 
-    for exact in (True, False):
-        _references(engine, fn, fits, extract, buckets, exact,
-                    chunk_for=lambda bucket: int(budget // max(chunk_bytes(bucket), 1)))
+    if fits:
+        _references(engine, fn, fits, extract, buckets,
+                    lambda bucket: max(1, min(CHUNK, len(fits), int(budget // max(chunk_bytes(bucket), 1)))), rough=True)
 
 
 def _user_line(err: BaseException, file: str) -> str:
@@ -366,29 +404,67 @@ def _user_line(err: BaseException, file: str) -> str:
     return f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}"
 
 
-def _check_one(derivation: Derivation, c: Check, tally: Tally, draw: Draw, ctx: Ctx, settings: Settings) -> None:
-    if tally.error is not None or tally.first_problem is not None or c.name not in draw.refs:
-        return  # already broken beyond comparison, or skipped at this size
+def _check_draw(derivation: Derivation, checks: list[Check], tallies: dict[str, Tally], draw: Draw, ctx: Ctx,
+                settings: Settings, rough_references: Callable[[Draw], None]) -> None:
+    """Calls every check on one draw and tallies them in order. A mismatch that fails without the
+    noise floor is compared again with it, after the draw's float32 reference is computed."""
+    results = {}
+    for c in checks:
+        tally = tallies[c.name]
+        if tally.error is not None or tally.first_problem is not None or c.name not in draw.refs:
+            continue  # already broken beyond comparison, or skipped at this size
+        got = _call(derivation, c, draw, ctx, settings.dtype)
+        if isinstance(got, _Raised):
+            results[c.name] = got
+            continue
+        results[c.name] = (got, _compare(c, got, draw, settings))
+    if any(not isinstance(r, _Raised) and _needs_floor(r[1]) and name not in draw.rough for name, r in results.items()):
+        rough_references(draw)
+    for c in checks:
+        if c.name not in results:
+            continue
+        tally, outcome = tallies[c.name], results[c.name]
+        if isinstance(outcome, _Raised):
+            tally.ran += 1
+            tally.error = (draw, outcome.message, outcome.where)
+            continue
+        got, (result, ref0) = outcome
+        if _needs_floor((result, ref0)):
+            result, ref0 = _compare(c, got, draw, settings)
+        tally.add(draw, result, *ref0)
+
+
+@dataclass
+class _Raised:
+    message: str  # "Type: message"
+    where: str  # "file:line: code"
+
+
+def _call(derivation: Derivation, c: Check, draw: Draw, ctx: Ctx, dtype: str):
     fn = derivation.functions[c.name]
-    ref, rough = draw.refs[c.name], draw.rough[c.name]
-    if c.kind == "jvp":
-        floor = [noise_floor(r, q, settings.dtype) for r, q in zip(ref, rough)]
-    else:
-        floor = noise_floor(ref, rough, settings.dtype)
     try:
         with np.errstate(all="ignore"):
             if c.kind == "jvp":
-                got = [fn(ctx, V.astype(settings.dtype)) for V in draw.directions[c.target]]
-            else:
-                got = fn(ctx)
+                return [fn(ctx, V.astype(dtype)) for V in draw.directions[c.target]]
+            return fn(ctx)
     except Exception as err:  # a derivation's bug must fail its own check, not the run
-        tally.ran += 1
-        tally.error = (draw, f"{type(err).__name__}: {err}", _user_line(err, derivation.file))
-        return
+        return _Raised(f"{type(err).__name__}: {err}", _user_line(err, derivation.file))
+
+
+def _needs_floor(outcome: tuple[Comparison, tuple]) -> bool:
+    result = outcome[0]
+    return not result.ok and result.problem is None
+
+
+def _compare(c: Check, got, draw: Draw, settings: Settings) -> tuple[Comparison, tuple]:
+    """(the comparison, (got, ref) of the direction that stands for the draw). Without the draw's
+    float32 reference the noise floor is left out: a draw that passes without it passes with it."""
+    ref, rough = draw.refs[c.name], draw.rough.get(c.name)
     if c.kind == "jvp":
+        floor = [0.0] * len(ref) if rough is None else [noise_floor(r, q, settings.dtype) for r, q in zip(ref, rough)]
         # The worst of the directions stands for the draw.
         results = [compare(g, r, settings.rtol, settings.atol, f) for g, r, f in zip(got, ref, floor)]
         worst = max(range(len(results)), key=lambda i: (results[i].problem is not None, results[i].rel_err))
-        tally.add(draw, results[worst], got[worst], ref[worst])
-    else:
-        tally.add(draw, compare(got, ref, settings.rtol, settings.atol, floor), got, ref)
+        return results[worst], (got[worst], ref[worst])
+    floor = 0.0 if rough is None else noise_floor(ref, rough, settings.dtype)
+    return compare(got, ref, settings.rtol, settings.atol, floor), (got, ref)
