@@ -26,17 +26,19 @@ class Plan:
     grads: tuple[str, ...] = ()
     jacs: tuple[tuple[str, str], ...] = ()
     jvps: tuple[tuple[str, str], ...] = ()
+    # (output, target) pairs whose Jacobian is checked matrix-free: products with probe vectors.
+    products: tuple[tuple[str, str], ...] = ()
 
 
 def build(model: Model, cfg: dict[str, Any], plan: Plan, rough: bool = False) -> Callable:
     """batched(arrays, masks, directions) -> {"fwd": ..., "grad": ..., "jac": ..., "jvp": ...}.
 
-    Every argument and result carries a leading batch axis; directions[target] is (batch, D, *shape).
+    Every argument and result carries a leading batch axis; directions[target] is (batch, D, *shape),
+    and for plan.products directions["v:<target>"] and directions["u:<output>"] are the probe vectors.
     With rough, the result is {"exact": that, "rough": the same computed in float32}: one compile and
     one transfer serve both passes the noise floor needs (compare.noise_floor).
     """
     import jax
-    import jax.numpy as jnp
 
     def one(arrays, masks, directions):
         def forward(**overrides):
@@ -54,7 +56,25 @@ def build(model: Model, cfg: dict[str, Any], plan: Plan, rough: bool = False) ->
             )(directions[t])
             for o, t in plan.jvps
         }
+        out["products"] = {}
+        for o, t in plan.products:
+            def along(v, o=o, t=t):
+                return forward(**{t: v})[o]
+
+            _, pullback = jax.vjp(along, arrays[t])
+            out["products"][f"{o}|{t}"] = {
+                "Jv": jax.vmap(lambda V, f=along, t=t: jax.jvp(f, (arrays[t],), (V,))[1])(directions[f"v:{t}"]),
+                "uJ": jax.vmap(lambda U, p=pullback: p(U)[0])(directions[f"u:{o}"]),
+            }
         return out
+
+    return jit_batched(one, rough)
+
+
+def jit_batched(one: Callable, rough: bool) -> Callable:
+    """jit(vmap(one)); with rough, {"exact": that, "rough": the same on float32 copies of the inputs}."""
+    import jax
+    import jax.numpy as jnp
 
     batched = jax.vmap(one)
     if not rough:

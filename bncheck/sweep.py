@@ -21,6 +21,7 @@ import numpy as np
 
 from bncheck.compare import TOLERANCES, Comparison, compare, noise_floor
 from bncheck.loader import Check, Derivation, user_frame
+from bncheck.matrix_free import compare_products, vec_rows
 from bncheck.models import Model
 from bncheck.settings import Settings
 
@@ -52,6 +53,8 @@ class Draw:
     # same computed in float32 ("rough"), whose difference bounds the rounding a check can show.
     refs: dict[str, np.ndarray] = field(default_factory=dict)
     rough: dict[str, np.ndarray] = field(default_factory=dict)
+    # Random vectors for matrix-free Jacobian checks: "v:<target>" and "u:<output>" (bncheck.matrix_free).
+    probes: dict[str, np.ndarray] = field(default_factory=dict)
 
     def case_id(self, dtype: str) -> str:
         shape = ",".join(f"{k}={v}" for k, v in self.dims.items())
@@ -63,6 +66,7 @@ class Tally:
     """Everything one check saw over the sweep."""
 
     check: Check
+    reference: str | None = None  # set where it is not the check kind's usual one (REFERENCE_NAMES)
     ran: int = 0
     skipped: int = 0
     skip_reason: str | None = None
@@ -186,24 +190,32 @@ class Engine:
         return {name: min(s.sweep[name][1], 1 << (v - 1).bit_length()) for name, v in dims.items()}
 
     def run_batched(
-        self, fn: Callable, draws: list[Draw], bucket: dict[str, int], take: Callable, chunk: int, dtype=np.float64
+        self, fn: Callable, draws: list[Draw], bucket: dict[str, int], take: Callable, chunk: int, dtype=np.float64,
+        vectors: str = "directions",
     ) -> None:
         """Calls fn on `draws` padded to `bucket`, `chunk` at a time, and hands each draw its slice.
 
         Every call has `chunk` draws (the last one filled with copies), so a bucket compiles once
-        however many draws a pass has: the kink redraws reuse the first pass's compile.
+        however many draws a pass has: the kink redraws reuse the first pass's compile. `vectors`
+        names the Draw field passed as fn's third argument: JVP directions, or matrix-free probes.
         """
         import jax
 
         shapes = {**self.model.inputs(bucket), **self.model.params(bucket)}
+        outputs = self.output_shapes(bucket)
+
+        def padded(key: str) -> tuple[int, ...]:
+            kind, _, name = key.rpartition(":")
+            return (JVP_DIRECTIONS, *(outputs[name] if kind == "u" else shapes[name]))
+
         for start in range(0, len(draws), chunk):
             part = draws[start : start + chunk]
             filled = part + [part[-1]] * (chunk - len(part))
             arrays = {n: _stack_padded([d.arrays[n] for d in filled], s).astype(dtype) for n, s in shapes.items()}
             masks = {n: np.stack([np.arange(b) < d.dims[n] for d in filled]).astype(dtype) for n, b in bucket.items()}
             directions = {
-                t: _stack_padded([d.directions[t] for d in filled], (JVP_DIRECTIONS, *shapes[t])).astype(dtype)
-                for t in filled[0].directions
+                key: _stack_padded([getattr(d, vectors)[key] for d in filled], padded(key)).astype(dtype)
+                for key in getattr(filled[0], vectors)
             }
             out = jax.device_get(fn(arrays, masks, directions))
             for i, draw in enumerate(part):
@@ -345,7 +357,9 @@ def _references(engine: Engine, fn: Callable, draws: list[Draw], extract: Callab
 
 
 def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dict[str, Tally]) -> None:
-    """Dense Jacobian references for draws within the memory budget; the rest are marked skipped."""
+    """Dense Jacobian references for draws within the memory budget; the rest are marked skipped.
+    Jacobians over matrix_free.SHARE_OF_BUDGET of the budget are checked by products instead."""
+    from bncheck import matrix_free
     from bncheck.references import Plan, build
 
     dense = [c for c in checks if c.kind == "jacobian"]
@@ -360,12 +374,16 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
 
     # The checks each draw can afford, decided once: skipped ones get no reference and no call.
     within: dict[int, list[Check]] = {}
+    by_products: dict[int, list[Check]] = {}
     for draw in draws:
-        within[id(draw)] = []
+        within[id(draw)], by_products[id(draw)] = [], []
         for c in dense:
             size = nbytes(c, draw.dims)
-            if size <= budget:
+            if size <= budget * matrix_free.SHARE_OF_BUDGET:
                 within[id(draw)].append(c)
+                continue
+            if size <= budget:
+                by_products[id(draw)].append(c)
                 continue
             tallies[c.name].skipped += 1
             tallies[c.name].skip_reason = (
@@ -374,6 +392,16 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
                 f"{engine.settings.max_jacobian_mb:g}; give the differential form jvp_{c.output}_{c.target} instead"
             )
     fits = [draw for draw in draws if within[id(draw)]]
+    _product_references(engine, [d for d in draws if by_products[id(d)]], by_products)
+    threshold = engine.settings.max_jacobian_mb * matrix_free.SHARE_OF_BUDGET
+    for c in dense:
+        dense_draws = sum(c in within[id(d)] for d in draws)
+        product_draws = sum(c in by_products[id(d)] for d in draws)
+        if product_draws:
+            tallies[c.name].reference = (
+                f"jax.jacfwd, and {matrix_free.REFERENCE} for Jacobians over {threshold:g} MB"
+                if dense_draws else matrix_free.REFERENCE
+            )
 
     fn = build(model, engine.cfg, Plan(jacs=tuple(sorted({(c.output, c.target) for c in dense}))), rough=True)
 
@@ -396,6 +424,41 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
     if fits:
         _references(engine, fn, fits, extract, buckets,
                     lambda bucket: max(1, min(CHUNK, len(fits), int(budget // max(chunk_bytes(bucket), 1)))), rough=True)
+
+
+def _product_references(engine: Engine, draws: list[Draw], checks_of: dict[int, list[Check]]) -> None:
+    """jax.jvp and jax.vjp of each matrix-free check's output along the draw's probe vectors."""
+    from bncheck import matrix_free
+    from bncheck.references import Plan, build
+
+    if not draws:
+        return
+    model, dtype = engine.model, engine.settings.dtype
+    pairs = sorted({(c.output, c.target) for d in draws for c in checks_of[id(d)]})
+    for d in draws:
+        shapes, targets = engine.output_shapes(d.dims), {**model.inputs(d.dims), **model.params(d.dims)}
+        for c in checks_of[id(d)]:
+            matrix_free.sample(d, c.target, targets[c.target], c.output, shapes[c.output], JVP_DIRECTIONS, dtype)
+
+    def extract(draw: Draw, out: dict) -> dict[str, dict[str, np.ndarray]]:
+        shapes, targets = engine.output_shapes(draw.dims), {**model.inputs(draw.dims), **model.params(draw.dims)}
+        refs = {}
+        for c in checks_of[id(draw)]:
+            products = out["products"][f"{c.output}|{c.target}"]
+            refs[c.name] = {
+                "Jv": matrix_free.vec_rows(_cut(products["Jv"], (JVP_DIRECTIONS, *shapes[c.output]))),
+                "uJ": matrix_free.vec_rows(_cut(products["uJ"], (JVP_DIRECTIONS, *targets[c.target]))),
+            }
+        return refs
+
+    def take(draw: Draw, out: dict) -> None:
+        draw.refs.update(extract(draw, out["exact"]))
+        draw.rough.update(extract(draw, out["rough"]))
+
+    fn = build(model, engine.cfg, Plan(products=tuple(pairs)), rough=True)
+    chunk = min(CHUNK, len(draws))
+    for bucket, group in _group(draws, lambda d: engine.bucket(d.dims)).values():
+        engine.run_batched(fn, group, bucket, take, chunk, vectors="probes")
 
 
 def _user_line(err: BaseException, file: str) -> str:
@@ -460,6 +523,9 @@ def _compare(c: Check, got, draw: Draw, settings: Settings) -> tuple[Comparison,
     """(the comparison, (got, ref) of the direction that stands for the draw). Without the draw's
     float32 reference the noise floor is left out: a draw that passes without it passes with it."""
     ref, rough = draw.refs[c.name], draw.rough.get(c.name)
+    if isinstance(ref, dict):
+        v, u = (vec_rows(draw.probes[f"{side}:{name}"]) for side, name in (("v", c.target), ("u", c.output)))
+        return compare_products(got, ref, rough, v, u, settings.rtol, settings.atol, settings.dtype)
     if c.kind == "jvp":
         floor = [0.0] * len(ref) if rough is None else [noise_floor(r, q, settings.dtype) for r, q in zip(ref, rough)]
         # The worst of the directions stands for the draw.
