@@ -29,6 +29,9 @@ JVP_DIRECTIONS = 3
 MAX_ATTEMPTS = 100
 CHUNK = 32  # draws per compiled call: big enough to amortise dispatch, small enough for memory
 FAILURE_SAMPLES = 32  # failing (got, ref) pairs kept per check for the diagnosis
+# Below this many entries in the product of a sweep's largest dimensions, references compile quickly
+# rather than run fast (references.QUICK_COMPILE): (64, 32, 16) is under it, (256, 64, 64) over.
+QUICK_COMPILE_BELOW = 2**18
 
 
 class Ctx:
@@ -130,13 +133,17 @@ def plan_draws(settings: Settings) -> list[Draw]:
     return draws
 
 
-def _sample(model: Model, draw: Draw, dtype: str, jvp_targets: set[str]) -> None:
+def _sample(model: Model, draw: Draw, dtype: str, jvp_targets: set[str] | None) -> None:
+    """The draw's arrays and, when jvp_targets is not None, its JVP directions (their own stream, so
+    redraw rounds that only test for kinks can leave them for the final attempt)."""
     def rounded(a: np.ndarray) -> np.ndarray:
         return a.astype(dtype).astype(np.float64)
 
     rng = np.random.default_rng([draw.seed, 1, draw.attempt])
     shapes = {**model.inputs(draw.dims), **model.params(draw.dims)}
     draw.arrays = {name: rounded(rng.standard_normal(shape)) for name, shape in shapes.items()}
+    if jvp_targets is None:
+        return
     rng = np.random.default_rng([draw.seed, 2, draw.attempt])
     draw.directions = {
         t: rounded(rng.standard_normal((JVP_DIRECTIONS, *shapes[t]))) for t in sorted(jvp_targets)
@@ -191,13 +198,14 @@ class Engine:
 
     def run_batched(
         self, fn: Callable, draws: list[Draw], bucket: dict[str, int], take: Callable, chunk: int, dtype=np.float64,
-        vectors: str = "directions",
+        vectors: str | None = "directions",
     ) -> None:
         """Calls fn on `draws` padded to `bucket`, `chunk` at a time, and hands each draw its slice.
 
         Every call has `chunk` draws (the last one filled with copies), so a bucket compiles once
         however many draws a pass has: the kink redraws reuse the first pass's compile. `vectors`
-        names the Draw field passed as fn's third argument: JVP directions, or matrix-free probes.
+        names the Draw field passed as fn's third argument: JVP directions, matrix-free probes, or
+        None for none.
         """
         import jax
 
@@ -215,7 +223,7 @@ class Engine:
             masks = {n: np.stack([np.arange(b) < d.dims[n] for d in filled]).astype(dtype) for n, b in bucket.items()}
             directions = {
                 key: _stack_padded([getattr(d, vectors)[key] for d in filled], padded(key)).astype(dtype)
-                for key in getattr(filled[0], vectors)
+                for key in (getattr(filled[0], vectors) if vectors else {})
             }
             out = jax.device_get(fn(arrays, masks, directions))
             for i, draw in enumerate(part):
@@ -284,11 +292,16 @@ def _run_sweep(
         if kink_field is None:
             return False
         value = np.abs(draw.refs[f"fwd.{kink_field}"])
-        return value.size > 0 and value.min() < tol.kink * max(value.max(), 1.0)
+        return value.size > 0 and _near_kink(value.min(), value.max())
+
+    def _near_kink(smallest: float, largest: float) -> bool:
+        return smallest < tol.kink * max(largest, 1.0)
 
     # A float32 run's ctx is the float32 forward record, so it needs the float32 pass for every draw.
     rough = every_floor or settings.dtype == "float32"
-    main = build(model, engine.cfg, plan, rough=rough)
+    largest = dict(settings.shape) if settings.shape is not None else {n: hi for n, (_, hi) in settings.sweep.items()}
+    optimize = math.prod(largest.values()) >= QUICK_COMPILE_BELOW
+    main = build(model, engine.cfg, plan, rough=rough, optimize=optimize)
     chunk = min(CHUNK, len(draws))
 
     def buckets(draw: Draw) -> dict[str, int]:
@@ -300,22 +313,26 @@ def _run_sweep(
     pending = [d for d in draws if on_kink(d)]
     redrawn = 0
     if pending:
-        # Redraw rounds need only the forward field that holds the kinks: a forward-only function
-        # keeps them cheap when most draws of a large shape sit near a kink.
-        forward = build(model, engine.cfg, Plan())
+        # Redraw rounds need only the extremes of the field that holds the kinks: a forward-only
+        # function keeps them cheap when most draws of a large shape sit near a kink.
+        forward = build(model, engine.cfg, Plan(fields=(), extremes=(kink_field,)), optimize=optimize)
         redone = list(pending)
+        kinked: set[int] = set()
 
         def take_kink(draw: Draw, out: dict) -> None:
-            draw.refs[f"fwd.{kink_field}"] = _cut(out["fwd"][kink_field], engine.output_shapes(draw.dims)[kink_field])
+            smallest, largest = out["extremes"][kink_field]
+            (kinked.add if _near_kink(float(smallest), float(largest)) else kinked.discard)(id(draw))
 
         while pending:
             for draw in pending:
                 draw.attempt += 1
                 redrawn += 1
-                _sample(model, draw, settings.dtype, jvp_targets)
+                _sample(model, draw, settings.dtype, None)
             for bucket, group in _group(pending, buckets).values():
-                engine.run_batched(forward, group, bucket, take_kink, chunk)
-            pending = [d for d in pending if on_kink(d) and d.attempt < MAX_ATTEMPTS]
+                engine.run_batched(forward, group, bucket, take_kink, chunk, vectors=None)
+            pending = [d for d in pending if id(d) in kinked and d.attempt < MAX_ATTEMPTS]
+        for draw in redone:
+            _sample(model, draw, settings.dtype, jvp_targets)
         _references(engine, main, redone, extract, buckets, lambda bucket: chunk, rough)
     _dense_references(engine, checks, draws, tallies)
 
