@@ -244,8 +244,12 @@ def run_sweep(
     derivation: Derivation,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
     every_floor: bool = False,
+    on_phase: Callable[[str], None] = lambda text: None,
 ) -> SweepResult:
-    """every_floor computes the float32 reference behind the noise floor for every draw; by default a
+    """on_progress(done, total) follows the derivation's calls draw by draw; on_phase(text) names each
+    longer step before it (compiles, references, redraws), so a progress display is never silent.
+
+    every_floor computes the float32 reference behind the noise floor for every draw; by default a
     float64 run computes it only for draws that fail without it, which no larger allowance can change
     for the others (their Comparison.allowed then leaves the floor out)."""
     import jax
@@ -257,11 +261,12 @@ def run_sweep(
     # On GPUs the default float32 matmul is TF32: its 1e-3 rounding would corrupt a float32 run's ctx
     # and inflate the float32 reference behind the noise floor. Every entry point gets full precision.
     with jax.default_matmul_precision("highest"):
-        return _run_sweep(model, settings, derivation, on_progress, every_floor)
+        return _run_sweep(model, settings, derivation, on_progress, every_floor, on_phase)
 
 
 def _run_sweep(
-    model: Model, settings: Settings, derivation: Derivation, on_progress: Callable, every_floor: bool
+    model: Model, settings: Settings, derivation: Derivation, on_progress: Callable, every_floor: bool,
+    on_phase: Callable[[str], None],
 ) -> SweepResult:
     from bncheck.references import Plan, build
 
@@ -307,12 +312,15 @@ def _run_sweep(
     def buckets(draw: Draw) -> dict[str, int]:
         return engine.bucket(draw.dims)
 
+    on_phase("drawing")
     for draw in draws:
         _sample(model, draw, settings.dtype, jvp_targets)
+    on_phase("compiling and computing references")
     _references(engine, main, draws, extract, buckets, lambda bucket: chunk, rough)
     pending = [d for d in draws if on_kink(d)]
     redrawn = 0
     if pending:
+        on_phase(f"redrawing {len(pending)} draws off a relu kink")
         # Redraw rounds need only the extremes of the field that holds the kinks: a forward-only
         # function keeps them cheap when most draws of a large shape sit near a kink.
         forward = build(model, engine.cfg, Plan(fields=(), extremes=(kink_field,)), optimize=optimize)
@@ -334,6 +342,8 @@ def _run_sweep(
         for draw in redone:
             _sample(model, draw, settings.dtype, jvp_targets)
         _references(engine, main, redone, extract, buckets, lambda bucket: chunk, rough)
+    if any(c.kind == "jacobian" for c in checks):
+        on_phase("dense Jacobian references")
     _dense_references(engine, checks, draws, tallies)
 
     def rough_references(draw: Draw) -> None:
@@ -343,6 +353,7 @@ def _run_sweep(
 
         engine.run_batched(main, [draw], buckets(draw), take, 1, np.float32)
 
+    on_phase("checking draws")
     for done, draw in enumerate(draws, 1):
         arrays = {name: a.astype(settings.dtype) for name, a in draw.arrays.items()}
         # A float32 run's derivation sees the float32 forward record, as it would in its own code.
