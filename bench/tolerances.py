@@ -40,7 +40,8 @@ def main() -> None:
             args.config,
         )
         model = get_model(settings.model)
-        result = run_sweep(model, settings, load_derivation(args.derivation, model))
+        # every_floor: the share of the allowance used must include the noise floor on every draw.
+        result = run_sweep(model, settings, load_derivation(args.derivation, model), every_floor=True)
         N = np.array([d.dims["N"] for d in result.draws])
         tol = TOLERANCES[dtype]
         print(f"\n{dtype}: {args.trials} draws, {result.redrawn} redrawn off a relu kink; "
