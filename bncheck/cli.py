@@ -64,7 +64,10 @@ def verify(
         Optional[str], typer.Option(help="Checks that must be defined: all, or names such as beta,gamma,jac_B_G1.")
     ] = None,
     max_jacobian_mb: Annotated[
-        Optional[float], typer.Option(help="Dense Jacobians larger than this are skipped. [default: 256]")
+        Optional[float], typer.Option(
+            help="Dense Jacobians larger than this are skipped; over a sixteenth of it, they are checked by "
+            "products with jax.jvp / jax.vjp. [default: 256]"
+        )
     ] = None,
     json_path: Annotated[
         Optional[str], typer.Option("--json", help="Write the JSON report here ('-' for standard output, table off).")
