@@ -55,6 +55,18 @@ RANDOM = {"N": (2, 256), "p1": (1, 64), "p2": (1, 64), "k": (1, 1)}
 RANDOM_TRIALS = 200
 JVP_CASE = ((1024, 256, 128), 10)
 EPS = 1e-5
+NOTES = (
+    ("- Ratios are taken within one run, on the same draws. On a shared machine the absolute times move "
+    "with the load (the load average at the start is above); rerun on a quiet machine for figures to quote."),
+    ("- bncheck runs with the persistent compilation cache off (a cold run) unless the command says "
+    "--warm-cache, which times a second run that loads its compiled references from the cache."),
+    ("- The floor and the peers take each draw's first attempt; bncheck redraws the draws with a relu "
+    "pre-activation within 1e-4 · max(|B|, 1) of the kink (the note counts them). At large N·p2 nearly every "
+    "draw has such an entry, so most draws are redrawn up to 100 times: that, not the checks, is most of "
+    "bncheck's time at the largest shapes and in the random-shape sweep."),
+    ("- Slow gradcheck compares every entry, by two loss evaluations per parameter entry; where one draw "
+    "would overrun the budget its time is estimated from the quickest of five forward passes."),
+)
 
 
 def draws_for(trials: int, shape: tuple[int, int, int] | None, config: Path | None = None) -> list[dict[str, np.ndarray]]:
@@ -400,6 +412,11 @@ def targets(rows: list[Row], floors: dict[str, Row]) -> list[str]:
                 speedup = peer.seconds / bn.seconds
                 out.append(f"- gradcheck {label} mode / bncheck at (64, 32, 16): {speedup:.1f}× "
                            f"(target ≥ {need:g}×): {verdict(speedup >= need)}")
+    for case, floor_of in floors.items():
+        other = find(case, "bncheck")
+        if case != mid and other and floor_of:
+            out.append(f"- {case} (no target): bncheck took {other.seconds / floor_of.seconds:.2f}× the floor"
+                       + (f"; {other.note}" if other.note else ""))
     if jvp:
         out.append(f"- {jvp.case}, dense Jacobian 34 GB: {jvp.seconds:.1f} s for {jvp.trials} draws, {jvp.note} "
                    f"(target ≤ 60 s): {verdict(jvp.seconds <= 60 and 'pass' in jvp.note)}")
@@ -419,7 +436,8 @@ def machine() -> list[str]:
     if shutil.which("lscpu"):
         info = subprocess.run(["lscpu"], check=False, capture_output=True, text=True).stdout
         keep = ("Architecture", "Model name", "CPU(s)", "Thread(s) per core", "L3 cache")
-        lines += [f"- {line.strip()}" for line in info.splitlines() if line.split(":")[0].strip() in keep]
+        pairs = (line.split(":", 1) for line in info.splitlines() if ":" in line)
+        lines += [f"- {key.strip()}: {value.strip()}" for key, value in pairs if key.strip() in keep]
     lines.append(f"- load average at the start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return lines
 
@@ -477,6 +495,7 @@ def main() -> None:
     doc = ["# Benchmarks", "", f"Written by `{command.strip()}` ({time.strftime('%Y-%m-%d')}).", "",
            "## Machine", "", *machine(), "",
            "## Targets (issue 3)", "", *goals, "",
+           "## Reading these figures", "", *NOTES, "",
            "## All figures", "",
            ("Seconds are for all the draws (extrapolated where the note says so), whole process unless the "
            "column says in-process; × floor divides by the floor's whole-process time for the same case "
