@@ -104,9 +104,10 @@ def verify(
     rtol: RtolOption = None,
     atol: AtolOption = None,
     require: RequireOption = None,
-    max_jacobian_mb: Annotated[
-        Optional[float], typer.Option(help="Dense Jacobians larger than this are skipped. [default: 256]")
-    ] = None,
+    max_jacobian_mb: _setting(
+        float, "--max-jacobian-mb", "Dense Jacobians larger than this are skipped; over a sixteenth of it, they are "
+        "checked by products with jax.jvp / jax.vjp. [default: 256]"
+    ) = None,
     json_path: JsonOption = None,
     junit: JunitOption = None,
     reference: _setting(
@@ -158,30 +159,12 @@ def _write_files(report, settings) -> None:
 
 
 def _run(derivation, settings):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     from bncheck.pipeline import verify as run_verify
+    from bncheck.progress import sweep_progress
 
     quiet = settings.json == "-" or not errors.is_terminal
-    with Progress(
-        TextColumn("checking draws"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=errors,
-        transient=True,
-        disable=quiet,
-    ) as progress:
-        task = progress.add_task("draws", total=settings.trials)
-        return run_verify(
-            derivation, settings, on_progress=lambda done, total: progress.update(task, completed=done)
-        )
+    with sweep_progress(errors, settings.trials, quiet) as (on_phase, on_progress):
+        return run_verify(derivation, settings, on_progress=on_progress, on_phase=on_phase)
 
 
 case_app = typer.Typer(

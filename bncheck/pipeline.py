@@ -35,6 +35,7 @@ def verify(
     *,
     config: str | Path | None = None,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
+    on_phase: Callable[[str], None] = lambda text: None,
     **flags: Any,
 ) -> Report:
     """Verifies a derivation (path, built-in name or module; None for the model's default built-in).
@@ -57,7 +58,7 @@ def verify(
     loaded = load_derivation(str(spec) if isinstance(spec, Path) else spec, model)
     device = _device(settings.device)
     with jax.default_device(device):
-        sweep = run_sweep(model, settings, loaded, on_progress)
+        sweep = run_sweep(model, settings, loaded, on_progress, on_phase=on_phase)
         warn(sweep, settings.dtype)
         shrink_failures(model, settings, loaded, sweep)
         if settings.reference == "fd":

@@ -13,6 +13,10 @@ from typing import Any, Callable
 from bncheck.models import Model
 
 REFERENCE_NAMES = {"gradient": "jax.grad", "jacobian": "jax.jacfwd", "jvp": "jax.jvp"}
+# For small shapes XLA's compile time outweighs the references' run time: backend optimisation level
+# 0 halves the compile (1.6 s -> 0.7 s of CPU at (64, 32, 16)) but doubles the run time of the
+# elementwise work, which wins from about (256, 64, 64) up (bench/speed.py).
+QUICK_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 @dataclass(frozen=True)
@@ -22,20 +26,35 @@ class Plan:
     grads: tuple[str, ...] = ()
     jacs: tuple[tuple[str, str], ...] = ()
     jvps: tuple[tuple[str, str], ...] = ()
+    # (output, target) pairs whose Jacobian is checked matrix-free: products with probe vectors.
+    products: tuple[tuple[str, str], ...] = ()
+    # The forward fields to return; None returns them all.
+    fields: tuple[str, ...] | None = None
+    # Forward fields whose smallest and largest |entry| over the draw's real (unpadded) entries to
+    # return: a kink test needs two numbers, and moving whole fields back is most of a redraw round.
+    extremes: tuple[str, ...] = ()
 
 
-def build(model: Model, cfg: dict[str, Any], plan: Plan) -> Callable:
+def build(model: Model, cfg: dict[str, Any], plan: Plan, rough: bool = False, optimize: bool = True) -> Callable:
     """batched(arrays, masks, directions) -> {"fwd": ..., "grad": ..., "jac": ..., "jvp": ...}.
 
-    Every argument and result carries a leading batch axis; directions[target] is (batch, D, *shape).
+    Every argument and result carries a leading batch axis; directions[target] is (batch, D, *shape),
+    and for plan.products directions["v:<target>"] and directions["u:<output>"] are the probe vectors.
+    With rough, the result is {"exact": that, "rough": the same computed in float32}: one compile and
+    one transfer serve both passes the noise floor needs (compare.noise_floor). Without optimize, XLA
+    compiles quickly (QUICK_COMPILE) and the program runs slower.
     """
     import jax
+
+    axes = output_axes(model, cfg) if plan.extremes else {}
 
     def one(arrays, masks, directions):
         def forward(**overrides):
             return model.forward(cfg, masks, **{**arrays, **overrides})
 
-        out: dict[str, Any] = {"fwd": forward()}
+        record = forward()
+        out: dict[str, Any] = {"fwd": {k: v for k, v in record.items() if plan.fields is None or k in plan.fields}}
+        out["extremes"] = {f: _real_extremes(record[f], axes[f], masks) for f in plan.extremes}
         if plan.grads:
             out["grad"] = jax.grad(lambda sub: forward(**sub)["R"])({t: arrays[t] for t in plan.grads})
         out["jac"] = {
@@ -47,9 +66,47 @@ def build(model: Model, cfg: dict[str, Any], plan: Plan) -> Callable:
             )(directions[t])
             for o, t in plan.jvps
         }
+        out["products"] = {}
+        for o, t in plan.products:
+            def along(v, o=o, t=t):
+                return forward(**{t: v})[o]
+
+            _, pullback = jax.vjp(along, arrays[t])
+            out["products"][f"{o}|{t}"] = {
+                "Jv": jax.vmap(lambda V, f=along, t=t: jax.jvp(f, (arrays[t],), (V,))[1])(directions[f"v:{t}"]),
+                "uJ": jax.vmap(lambda U, p=pullback: p(U)[0])(directions[f"u:{o}"]),
+            }
         return out
 
-    return jax.jit(jax.vmap(one))
+    return jit_batched(one, rough, {} if optimize else QUICK_COMPILE)
+
+
+def _real_extremes(value, axes: tuple[str | int, ...], masks: dict):
+    """(min, max) of |value| over the entries that are not padding (min is inf when there are none)."""
+    import jax.numpy as jnp
+
+    real = jnp.ones(value.shape, bool)
+    for i, name in enumerate(axes):
+        if isinstance(name, str):
+            real = real & (masks[name] > 0).reshape([-1 if j == i else 1 for j in range(value.ndim)])
+    size = jnp.abs(value)
+    return jnp.where(real, size, jnp.inf).min(), jnp.where(real, size, 0.0).max()
+
+
+def jit_batched(one: Callable, rough: bool, options: dict[str, Any]) -> Callable:
+    """jit(vmap(one)); with rough, {"exact": that, "rough": the same on float32 copies of the inputs}."""
+    import jax
+    import jax.numpy as jnp
+
+    batched = jax.vmap(one)
+    if not rough:
+        return jax.jit(batched, compiler_options=options)
+
+    def both(*args):
+        in_float32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), args)
+        return {"exact": batched(*args), "rough": batched(*in_float32)}
+
+    return jax.jit(both, compiler_options=options)
 
 
 def output_shapes_at(model: Model, cfg: dict[str, Any], dims: dict[str, int]) -> dict[str, tuple[int, ...]]:

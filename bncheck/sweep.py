@@ -23,6 +23,7 @@ import numpy as np
 from bncheck import guards
 from bncheck.compare import TOLERANCES, Comparison, compare, noise_floor
 from bncheck.loader import Check, Derivation, user_frames
+from bncheck.matrix_free import compare_products, vec_rows
 from bncheck.models import Model
 from bncheck.settings import Settings
 
@@ -30,6 +31,9 @@ JVP_DIRECTIONS = 3
 MAX_ATTEMPTS = 100
 CHUNK = 32  # draws per compiled call: big enough to amortise dispatch, small enough for memory
 FAILURE_SAMPLES = 32  # failing (got, ref) pairs kept per check for the diagnosis
+# Below this many entries in the product of a sweep's largest dimensions, references compile quickly
+# rather than run fast (references.QUICK_COMPILE): (64, 32, 16) is under it, (256, 64, 64) over.
+QUICK_COMPILE_BELOW = 2**18
 
 
 class Ctx:
@@ -54,6 +58,8 @@ class Draw:
     # same computed in float32 ("rough"), whose difference bounds the rounding a check can show.
     refs: dict[str, np.ndarray] = field(default_factory=dict)
     rough: dict[str, np.ndarray] = field(default_factory=dict)
+    # Random vectors for matrix-free Jacobian checks: "v:<target>" and "u:<output>" (bncheck.matrix_free).
+    probes: dict[str, np.ndarray] = field(default_factory=dict)
 
     def case_id(self, dtype: str) -> str:
         shape = ",".join(f"{k}={v}" for k, v in self.dims.items())
@@ -65,6 +71,7 @@ class Tally:
     """Everything one check saw over the sweep."""
 
     check: Check
+    reference: str | None = None  # set where it is not the check kind's usual one (REFERENCE_NAMES)
     ran: int = 0
     skipped: int = 0
     skip_reason: str | None = None
@@ -143,7 +150,9 @@ def plan_draws(settings: Settings) -> list[Draw]:
     return draws
 
 
-def _sample(model: Model, draw: Draw, dtype: str, jvp_targets: set[str]) -> None:
+def _sample(model: Model, draw: Draw, dtype: str, jvp_targets: set[str] | None) -> None:
+    """The draw's arrays and, when jvp_targets is not None, its JVP directions (their own stream, so
+    redraw rounds that only test for kinks can leave them for the final attempt)."""
     def rounded(a: np.ndarray) -> np.ndarray:
         return a.astype(dtype).astype(np.float64)
 
@@ -153,6 +162,8 @@ def _sample(model: Model, draw: Draw, dtype: str, jvp_targets: set[str]) -> None
     draw.arrays = {
         name: rounded(custom[name] if name in custom else rng.standard_normal(shape)) for name, shape in shapes.items()
     }
+    if jvp_targets is None:
+        return
     rng = np.random.default_rng([draw.seed, 2, draw.attempt])
     draw.directions = {
         t: rounded(rng.standard_normal((JVP_DIRECTIONS, *shapes[t]))) for t in sorted(jvp_targets)
@@ -183,8 +194,12 @@ def _custom_sample(model: Model, rng: np.random.Generator, dims: dict[str, int],
     return out
 
 
-def _pad(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return np.pad(array, [(0, b - a) for a, b in zip(array.shape, shape)])
+def _stack_padded(arrays: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """The arrays zero-padded to `shape` and stacked: one allocation, not one np.pad per array."""
+    out = np.zeros((len(arrays), *shape))
+    for i, a in enumerate(arrays):
+        out[(i, *(slice(0, s) for s in a.shape))] = a
+    return out
 
 
 def _cut(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -207,14 +222,18 @@ class Engine:
         self._axes: dict[str, tuple[str | int, ...]] | None = None
         self._exact: dict[tuple, dict[str, tuple[int, ...]]] = {}
         self._compiled: dict[Any, Callable] = {}
+        s = settings
+        largest = dict(s.shape) if s.shape is not None else {n: hi for n, (_, hi) in s.sweep.items()}
+        self.optimize = math.prod(largest.values()) >= QUICK_COMPILE_BELOW
 
-    def compiled(self, plan) -> Callable:
-        """references.build for `plan`, built once per engine: jit keeps the compiles per shape."""
+    def compiled(self, plan, rough: bool = True) -> Callable:
+        """references.build for `plan`, built once per engine: jit keeps the compiles per shape. With
+        rough (the default) each call also returns the float32 recomputation behind the noise floor."""
         from bncheck.references import build
 
-        if plan not in self._compiled:
-            self._compiled[plan] = build(self.model, self.cfg, plan)
-        return self._compiled[plan]
+        if (plan, rough) not in self._compiled:
+            self._compiled[plan, rough] = build(self.model, self.cfg, plan, rough=rough, optimize=self.optimize)
+        return self._compiled[plan, rough]
 
     def padded_to(self, largest: dict[str, int]) -> Engine:
         """An engine that pads every draw (none larger than `largest`) to `largest`, sharing this one's
@@ -251,28 +270,38 @@ class Engine:
         return {name: min(s.sweep[name][1], 1 << (v - 1).bit_length()) for name, v in dims.items()}
 
     def run_batched(
-        self, fn: Callable, draws: list[Draw], bucket: dict[str, int], dtype, take: Callable, chunk: int = CHUNK
+        self, fn: Callable, draws: list[Draw], bucket: dict[str, int], dtype, take: Callable, chunk: int = CHUNK,
+        vectors: str | None = "directions",
     ) -> None:
-        """Calls fn on `draws` padded to `bucket`, `chunk` at a time, and hands each draw its slice."""
+        """Calls fn on `draws` padded to `bucket`, `chunk` at a time, and hands each draw its slice.
+
+        Every call has `chunk` draws (the last one filled with copies), so a bucket compiles once
+        however many draws a pass has: the kink redraws reuse the first pass's compile. `vectors`
+        names the Draw field passed as fn's third argument: JVP directions, matrix-free probes, or
+        None for none.
+        """
         import jax
 
         shapes = {**self.model.inputs(bucket), **self.model.params(bucket)}
-        chunk = max(1, min(chunk, len(draws)))
+        outputs = self.output_shapes(bucket) if vectors == "probes" else {}
+        chunk = max(1, chunk)
+
+        def padded(key: str) -> tuple[int, ...]:
+            kind, _, name = key.rpartition(":")
+            return (JVP_DIRECTIONS, *(outputs[name] if kind == "u" else shapes[name]))
+
         for start in range(0, len(draws), chunk):
             part = draws[start : start + chunk]
-            # Fill the last chunk with copies so every call has the shape that was compiled.
             filled = part + [part[-1]] * (chunk - len(part))
-            arrays = {n: np.stack([_pad(d.arrays[n], s) for d in filled]).astype(dtype) for n, s in shapes.items()}
-            masks = {
-                n: np.stack([(np.arange(b) < d.dims[n]).astype(dtype) for d in filled]) for n, b in bucket.items()
-            }
+            arrays = {n: _stack_padded([d.arrays[n] for d in filled], s).astype(dtype) for n, s in shapes.items()}
+            masks = {n: np.stack([np.arange(b) < d.dims[n] for d in filled]).astype(dtype) for n, b in bucket.items()}
             directions = {
-                t: np.stack([_pad(d.directions[t], (JVP_DIRECTIONS, *shapes[t])) for d in filled]).astype(dtype)
-                for t in filled[0].directions
+                key: _stack_padded([getattr(d, vectors)[key] for d in filled], padded(key)).astype(dtype)
+                for key in (getattr(filled[0], vectors) if vectors else {})
             }
             out = jax.device_get(fn(arrays, masks, directions))
             for i, draw in enumerate(part):
-                take(draw, jax.tree_util.tree_map(lambda a: np.asarray(a[i]), out))
+                take(draw, jax.tree_util.tree_map(lambda a, i=i: a[i], out))
 
 
 def _group(draws: list[Draw], key: Callable[[Draw], dict[str, int]]) -> dict[tuple, tuple[dict, list[Draw]]]:
@@ -289,11 +318,18 @@ def run_sweep(
     derivation: Derivation,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
     draws: list[Draw] | None = None,
+    on_phase: Callable[[str], None] = lambda text: None,
 ) -> SweepResult:
     """Runs the sweep; `draws`, when given, are checked as they are (their `arrays` set, nothing
-    sampled or redrawn): an exported case read back by `verify-values`."""
+    sampled or redrawn): an exported case read back by `verify-values`.
+
+    on_progress(done, total) follows the derivation's calls draw by draw; on_phase(text) names each
+    longer step before it (compiles, references, redraws), so a progress display is never silent."""
+    from bncheck import compile_cache
+
+    compile_cache.enable()
     with full_precision():
-        return _run_sweep(model, settings, derivation, on_progress, draws)
+        return _run_sweep(model, settings, derivation, on_progress, draws, on_phase)
 
 
 @contextmanager
@@ -308,12 +344,13 @@ def full_precision():
 
 
 def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_progress: Callable,
-               prepared: list[Draw] | None) -> SweepResult:
+               prepared: list[Draw] | None, on_phase: Callable[[str], None]) -> SweepResult:
     checks = list(derivation.checks.values())
     engine = Engine(model, settings)
     tallies = {c.name: Tally(c) for c in checks}
     draws = plan_draws(settings) if prepared is None else prepared
-    redrawn = prepare(engine, checks, draws, tallies, sample=prepared is None)
+    redrawn = prepare(engine, checks, draws, tallies, sample=prepared is None, on_phase=on_phase)
+    on_phase("checking draws")
     for done, draw in enumerate(draws, 1):
         check_draw(engine, derivation, checks, draw, tallies)
         on_progress(done, len(draws))
@@ -321,7 +358,7 @@ def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_prog
 
 
 def prepare(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dict[str, Tally],
-            sample: bool = True) -> int:
+            sample: bool = True, on_phase: Callable[[str], None] = lambda text: None) -> int:
     """Samples the draws, redraws those on a kink, and computes every reference `checks` need.
 
     Returns how many redraws it took. Dense Jacobians over the budget are marked skipped in `tallies`.
@@ -349,24 +386,53 @@ def prepare(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dic
                 refs[c.name] = _cut(out["jvp"][f"{c.output}|{c.target}"], (JVP_DIRECTIONS, *shapes[c.output]))
         return refs
 
+    def near_kink(smallest: float, largest: float) -> bool:
+        return smallest < tol.kink * max(largest, 1.0)
+
     def on_kink(draw: Draw) -> bool:
-        if kink_field is None:
+        if kink_field is None or not sample:
             return False
         value = np.abs(draw.refs[f"fwd.{kink_field}"])
-        return value.size > 0 and value.min() < tol.kink * max(value.max(), 1.0)
+        return value.size > 0 and near_kink(value.min(), value.max())
+
+    def buckets(draw: Draw) -> dict[str, int]:
+        return engine.bucket(draw.dims)
 
     main = engine.compiled(plan)
-    pending, redrawn = draws, 0
-    for draw in draws if sample else ():
-        _sample(model, draw, settings.dtype, jvp_targets)
-    while pending:
-        _references(engine, main, pending, extract, buckets=lambda d: engine.bucket(d.dims), exact=True)
-        pending = [d for d in pending if sample and on_kink(d) and d.attempt < MAX_ATTEMPTS]
-        for draw in pending:
-            draw.attempt += 1
-            redrawn += 1
+    chunk = min(CHUNK, len(draws))
+    if sample:
+        on_phase("drawing")
+        for draw in draws:
             _sample(model, draw, settings.dtype, jvp_targets)
-    _references(engine, main, draws, extract, buckets=lambda d: engine.bucket(d.dims), exact=False)
+    on_phase("compiling and computing references")
+    _references(engine, main, draws, extract, buckets, lambda bucket: chunk)
+    pending = [d for d in draws if on_kink(d)]
+    redrawn = 0
+    if pending:
+        on_phase(f"redrawing {len(pending)} draws off a relu kink")
+        # Redraw rounds need only the extremes of the field that holds the kinks: a forward-only
+        # function keeps them cheap when most draws of a large shape sit near a kink.
+        forward = engine.compiled(Plan(fields=(), extremes=(kink_field,)), rough=False)
+        redone = list(pending)
+        kinked: set[int] = set()
+
+        def take_kink(draw: Draw, out: dict) -> None:
+            smallest, largest = out["extremes"][kink_field]
+            (kinked.add if near_kink(float(smallest), float(largest)) else kinked.discard)(id(draw))
+
+        while pending:
+            for draw in pending:
+                draw.attempt += 1
+                redrawn += 1
+                _sample(model, draw, settings.dtype, None)
+            for bucket, group in _group(pending, buckets).values():
+                engine.run_batched(forward, group, bucket, np.float64, take_kink, chunk, vectors=None)
+            pending = [d for d in pending if id(d) in kinked and d.attempt < MAX_ATTEMPTS]
+        for draw in redone:
+            _sample(model, draw, settings.dtype, jvp_targets)
+        _references(engine, main, redone, extract, buckets, lambda bucket: chunk)
+    if any(c.kind == "jacobian" for c in checks):
+        on_phase("dense Jacobian references")
     _dense_references(engine, checks, draws, tallies)
     return redrawn
 
@@ -391,25 +457,24 @@ def make_ctx(engine: Engine, draw: Draw) -> Ctx:
 
 
 def _references(engine: Engine, fn: Callable, draws: list[Draw], extract: Callable, buckets: Callable,
-                exact: bool, chunk_for: Callable[[dict[str, int]], int] = lambda bucket: CHUNK) -> None:
-    """The float64 references (exact) or the same computed in float32 (not exact), by bucket.
+                chunk_for: Callable[[dict[str, int]], int]) -> None:
+    """The float64 references, by bucket, and the same computed in float32 (fn built with rough).
 
     The float32 run of the same reference measures how much rounding this draw's computation
     amplifies: compare.noise_floor turns that into the allowance for the derivation's own rounding.
     """
-    def take_exact(draw: Draw, out: dict) -> None:
-        draw.refs.update(extract(draw, out))
+    def take(draw: Draw, out: dict) -> None:
+        draw.refs.update(extract(draw, out["exact"]))
+        draw.rough.update(extract(draw, out["rough"]))
 
-    def take_rough(draw: Draw, out: dict) -> None:
-        draw.rough.update(extract(draw, out))
-
-    dtype, take = (np.float64, take_exact) if exact else (np.float32, take_rough)
     for bucket, group in _group(draws, buckets).values():
-        engine.run_batched(fn, group, bucket, dtype, take, chunk_for(bucket))
+        engine.run_batched(fn, group, bucket, np.float64, take, chunk_for(bucket))
 
 
 def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dict[str, Tally]) -> None:
-    """Dense Jacobian references for draws within the memory budget; the rest are marked skipped."""
+    """Dense Jacobian references for draws within the memory budget; the rest are marked skipped.
+    Jacobians over matrix_free.SHARE_OF_BUDGET of the budget are checked by products instead."""
+    from bncheck import matrix_free
     from bncheck.references import Plan
 
     dense = [c for c in checks if c.kind == "jacobian"]
@@ -424,12 +489,16 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
 
     # The checks each draw can afford, decided once: skipped ones get no reference and no call.
     within: dict[int, list[Check]] = {}
+    by_products: dict[int, list[Check]] = {}
     for draw in draws:
-        within[id(draw)] = []
+        within[id(draw)], by_products[id(draw)] = [], []
         for c in dense:
             size = nbytes(c, draw.dims)
-            if size <= budget:
+            if size <= budget * matrix_free.SHARE_OF_BUDGET:
                 within[id(draw)].append(c)
+                continue
+            if size <= budget:
+                by_products[id(draw)].append(c)
                 continue
             tallies[c.name].skipped += 1
             tallies[c.name].skip_reason = (
@@ -438,6 +507,16 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
                 f"{engine.settings.max_jacobian_mb:g}; give the differential form jvp_{c.output}_{c.target} instead"
             )
     fits = [draw for draw in draws if within[id(draw)]]
+    _product_references(engine, [d for d in draws if by_products[id(d)]], by_products)
+    threshold = engine.settings.max_jacobian_mb * matrix_free.SHARE_OF_BUDGET
+    for c in dense:
+        dense_draws = sum(c in within[id(d)] for d in draws)
+        product_draws = sum(c in by_products[id(d)] for d in draws)
+        if product_draws:
+            tallies[c.name].reference = (
+                f"jax.jacfwd, and {matrix_free.REFERENCE} for Jacobians over {threshold:g} MB"
+                if dense_draws else matrix_free.REFERENCE
+            )
 
     fn = engine.compiled(Plan(jacs=tuple(sorted({(c.output, c.target) for c in dense}))))
 
@@ -451,14 +530,50 @@ def _dense_references(engine: Engine, checks: list[Check], draws: list[Draw], ta
         return refs
 
     def chunk_bytes(dims: dict[str, int]) -> int:
-        return sum(nbytes(c, dims) for c in dense)
+        # float64 and float32 copies of each Jacobian: 1.5 times the float64 size.
+        return 3 * sum(nbytes(c, dims) for c in dense) // 2
 
     def buckets(draw: Draw) -> dict[str, int]:
         return engine.bucket(draw.dims, chunk_bytes)
 
-    for exact in (True, False):
-        _references(engine, fn, fits, extract, buckets, exact,
-                    chunk_for=lambda bucket: int(budget // max(chunk_bytes(bucket), 1)))
+    if fits:
+        _references(engine, fn, fits, extract, buckets,
+                    lambda bucket: max(1, min(CHUNK, len(fits), int(budget // max(chunk_bytes(bucket), 1)))))
+
+
+def _product_references(engine: Engine, draws: list[Draw], checks_of: dict[int, list[Check]]) -> None:
+    """jax.jvp and jax.vjp of each matrix-free check's output along the draw's probe vectors."""
+    from bncheck import matrix_free
+    from bncheck.references import Plan
+
+    if not draws:
+        return
+    model, dtype = engine.model, engine.settings.dtype
+    pairs = sorted({(c.output, c.target) for d in draws for c in checks_of[id(d)]})
+    for d in draws:
+        shapes, targets = engine.output_shapes(d.dims), {**model.inputs(d.dims), **model.params(d.dims)}
+        for c in checks_of[id(d)]:
+            matrix_free.sample(d, c.target, targets[c.target], c.output, shapes[c.output], JVP_DIRECTIONS, dtype)
+
+    def extract(draw: Draw, out: dict) -> dict[str, dict[str, np.ndarray]]:
+        shapes, targets = engine.output_shapes(draw.dims), {**model.inputs(draw.dims), **model.params(draw.dims)}
+        refs = {}
+        for c in checks_of[id(draw)]:
+            products = out["products"][f"{c.output}|{c.target}"]
+            refs[c.name] = {
+                "Jv": matrix_free.vec_rows(_cut(products["Jv"], (JVP_DIRECTIONS, *shapes[c.output]))),
+                "uJ": matrix_free.vec_rows(_cut(products["uJ"], (JVP_DIRECTIONS, *targets[c.target]))),
+            }
+        return refs
+
+    def take(draw: Draw, out: dict) -> None:
+        draw.refs.update(extract(draw, out["exact"]))
+        draw.rough.update(extract(draw, out["rough"]))
+
+    fn = engine.compiled(Plan(products=tuple(pairs)))
+    chunk = min(CHUNK, len(draws))
+    for bucket, group in _group(draws, lambda d: engine.bucket(d.dims)).values():
+        engine.run_batched(fn, group, bucket, np.float64, take, chunk, vectors="probes")
 
 
 def _user_traceback(err: BaseException, file: str) -> list[str]:
@@ -476,11 +591,6 @@ def _check_one(
         # other draws tell diagnose which repair fits.
         return
     fn = derivation.functions[c.name]
-    ref, rough = draw.refs[c.name], draw.rough[c.name]
-    if c.kind == "jvp":
-        floor = [noise_floor(r, q, settings.dtype) for r, q in zip(ref, rough)]
-    else:
-        floor = noise_floor(ref, rough, settings.dtype)
     try:
         with np.errstate(all="ignore"):
             if c.kind == "jvp":
@@ -491,14 +601,22 @@ def _check_one(
         tally.ran += 1
         tally.error = (draw, f"{type(err).__name__}: {err}", _user_traceback(err, derivation.file))
         return
+    result, (shown, ref) = _compare(c, got, draw, settings)
+    tally.add(draw, result, shown, ref)
+    if result.problem is None and not isinstance(draw.refs[c.name], dict):
+        guards.inspect(tally, draw, ctx, got, draw.refs[c.name], draw.rough[c.name], invariant)
+
+
+def _compare(c: Check, got, draw: Draw, settings: Settings) -> tuple[Comparison, tuple]:
+    """(the comparison, (got, ref) of the direction that stands for the draw)."""
+    ref, rough = draw.refs[c.name], draw.rough[c.name]
+    if isinstance(ref, dict):
+        v, u = (vec_rows(draw.probes[f"{side}:{name}"]) for side, name in (("v", c.target), ("u", c.output)))
+        return compare_products(got, ref, rough, v, u, settings.rtol, settings.atol, settings.dtype)
     if c.kind == "jvp":
+        floor = [noise_floor(r, q, settings.dtype) for r, q in zip(ref, rough)]
         # The worst of the directions stands for the draw.
         results = [compare(g, r, settings.rtol, settings.atol, f) for g, r, f in zip(got, ref, floor)]
         worst = max(range(len(results)), key=lambda i: (results[i].problem is not None, results[i].rel_err))
-        result = results[worst]
-        tally.add(draw, result, got[worst], ref[worst])
-    else:
-        result = compare(got, ref, settings.rtol, settings.atol, floor)
-        tally.add(draw, result, got, ref)
-    if result.problem is None:
-        guards.inspect(tally, draw, ctx, got, ref, rough, invariant)
+        return results[worst], (got[worst], ref[worst])
+    return compare(got, ref, settings.rtol, settings.atol, noise_floor(ref, rough, settings.dtype)), (got, ref)

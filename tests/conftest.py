@@ -1,6 +1,10 @@
 """JAX runs strictly in the tests: float64 on, and implicit rank promotion is an error."""
 
+import os
 from pathlib import Path
+
+# Tests leave the user's compilation cache alone; tests/test_speed.py checks the cache on its own.
+os.environ.setdefault("BNCHECK_COMPILE_CACHE", "off")
 
 import jax
 import pytest

@@ -101,7 +101,7 @@ def test_transposed_gradient_shows_the_factors_dimensions():
     assert diagnosis["code"] == "shape"
     assert diagnosis["message"] == (
         "returned shape (3, 4), expected (4, 3); δ² (4×6) · a¹ᵀ (6×3) gives 4×3, the shape of W¹; "
-        "yours is 3×4, its transpose (a¹ · δ²ᵀ)"
+        "yours is 3×4, its transpose (a¹ · δ²ᵀ); transposed, it matches the reference"
     )
 
 

@@ -101,7 +101,7 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
         name=c.name,
         target=c.target,
         kind="gradient" if c.kind == "gradient" else "jacobian",
-        reference=REFERENCE_NAMES[c.kind],
+        reference=tally.reference or REFERENCE_NAMES[c.kind],
         status="pass",
         passed=True,
         trials=tally.ran,

@@ -1,0 +1,32 @@
+"""The progress display names each long step and shows draws per second and the time left."""
+
+import io
+import time
+
+from rich.console import Console
+
+from bncheck.progress import sweep_progress
+
+
+def _render(quiet: bool) -> str:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=140)
+    with sweep_progress(console, trials=40, quiet=quiet) as (on_phase, on_progress):
+        on_phase("compiling and computing references")
+        time.sleep(0.3)  # rich redraws ten times a second
+        on_phase("checking draws")
+        for done in range(1, 41):
+            on_progress(done, 40)
+            time.sleep(0.01)
+    return out.getvalue()
+
+
+def test_progress_names_phases_and_shows_rate_and_time_left():
+    shown = _render(quiet=False)
+    assert "compiling and computing references" in shown
+    assert "checking draws" in shown and "/40" in shown
+    assert "draws/s" in shown and "left" in shown
+
+
+def test_quiet_progress_prints_nothing():
+    assert _render(quiet=True) == ""
