@@ -233,6 +233,8 @@ def _transpose(pairs: list[Pair], layout: Callable | None, fit: Fit) -> dict[str
     if layout is None:
         return None
     shapes = [layout(dims) for dims, _, _ in pairs]
+    if any(ref.shape != (int(np.prod(o)), int(np.prod(t))) for (_, _, ref), (o, t) in zip(pairs, shapes)):
+        return None  # products with probe vectors (a matrix-free check), not the Jacobian itself
     for rows, cols in ((True, False), (False, True), (True, True)):
         moved = []
         for (dims, got, ref), (out_shape, target_shape) in zip(pairs, shapes):

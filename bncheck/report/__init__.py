@@ -157,6 +157,11 @@ def _diagnose(tally: Tally, problem: dict | None, model: Model, settings: Settin
 
     c = tally.check
     draws = [d for d, _, _ in tally.samples]
+    pairs = [(d.dims, got, ref) for d, got, ref in tally.samples]
+    if tally.reference is not None:
+        # Checked by products with probe vectors: the samples are products, not Jacobians, so only
+        # what products keep (a factor, a sign) can be read from them.
+        return diagnose(pairs, problem, close=closeness(settings.rtol))
     layout = None
     if c.kind == "jacobian":
         engine = Engine(model, settings)
@@ -165,7 +170,7 @@ def _diagnose(tally: Tally, problem: dict | None, model: Model, settings: Settin
             return engine.output_shapes(dims)[c.output], {**model.inputs(dims), **model.params(dims)}[c.target]
 
     return diagnose(
-        [(d.dims, got, ref) for d, got, ref in tally.samples], problem,
+        pairs, problem,
         rerun=Rerun(model, settings, c, draws, [ref for _, _, ref in tally.samples]),
         layout=layout, close=closeness(settings.rtol),
     )
