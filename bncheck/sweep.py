@@ -34,6 +34,8 @@ FAILURE_SAMPLES = 32  # failing (got, ref) pairs kept per check for the diagnosi
 # Below this many entries in the product of a sweep's largest dimensions, references compile quickly
 # rather than run fast (references.QUICK_COMPILE): (64, 32, 16) is under it, (256, 64, 64) over.
 QUICK_COMPILE_BELOW = 2**18
+# Distinct shapes in a sweep of a model that cannot pad (each costs a compile; see plan_draws).
+SHAPE_POOL = 16
 
 
 class Ctx:
@@ -137,14 +139,17 @@ class SweepResult:
     engine: Engine
 
 
-def plan_draws(settings: Settings) -> list[Draw]:
+def plan_draws(settings: Settings, pool: int | None = None) -> list[Draw]:
+    """Draw t has seed settings.seed + t and, unless --shape fixes it, the shape default_rng([seed, 0])
+    draws. With `pool`, draw t takes the shape of draw t mod pool instead (its data stays its own): a
+    model that cannot pad compiles once per distinct shape, and a pool bounds those compiles."""
     draws = []
     for trial in range(settings.trials):
         seed = settings.seed + trial
         if settings.shape is not None:
             dims = dict(settings.shape)
         else:
-            rng = np.random.default_rng([seed, 0])
+            rng = np.random.default_rng([settings.seed + trial % pool if pool else seed, 0])
             dims = {name: int(rng.integers(lo, hi + 1)) for name, (lo, hi) in settings.sweep.items()}
         draws.append(Draw(seed, dims))
     return draws
@@ -348,7 +353,7 @@ def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_prog
     checks = list(derivation.checks.values())
     engine = Engine(model, settings)
     tallies = {c.name: Tally(c) for c in checks}
-    draws = plan_draws(settings) if prepared is None else prepared
+    draws = plan_draws(settings, None if model.paddable else SHAPE_POOL) if prepared is None else prepared
     redrawn = prepare(engine, checks, draws, tallies, sample=prepared is None, on_phase=on_phase)
     on_phase("checking draws")
     for done, draw in enumerate(draws, 1):

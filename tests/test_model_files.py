@@ -155,3 +155,21 @@ def test_model_file_can_honour_masks_to_share_one_compile(tmp_path):
     assert get_model(str(model)).paddable
     report = verify(derivation, model, trials=10)
     assert report.passed, statuses(report)
+
+
+def test_a_model_that_cannot_pad_sweeps_a_pool_of_shapes():
+    """Each distinct shape of a model without masks costs a compile: a sweep reuses the shapes of its
+    first SHAPE_POOL draws, each later draw with data of its own seed."""
+    from bncheck.loader import load_derivation
+    from bncheck.models import get_model
+    from bncheck.settings import resolve
+    from bncheck.sweep import SHAPE_POOL, plan_draws, run_sweep
+
+    settings = resolve({"model": str(LAYERNORM), "trials": SHAPE_POOL + 8})
+    model = get_model(str(LAYERNORM))
+    free = plan_draws(settings)
+    swept = run_sweep(model, settings, load_derivation(str(EXAMPLES / "layernorm" / "correct.py"), model)).draws
+    assert [d.seed for d in swept] == [d.seed for d in free]
+    assert [d.dims for d in swept[:SHAPE_POOL]] == [d.dims for d in free[:SHAPE_POOL]]
+    assert [d.dims for d in swept[SHAPE_POOL:]] == [d.dims for d in free[:8]]
+    assert len({tuple(d.dims.items()) for d in free}) > len({tuple(d.dims.items()) for d in swept})
