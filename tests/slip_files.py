@@ -14,7 +14,7 @@ from bncheck.models import OPTION_DEFAULTS, get_model
 from bncheck.sweep import Ctx
 
 
-def _module(path):
+def load_module(path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -22,7 +22,7 @@ def _module(path):
 
 
 def declared(path):
-    module = _module(path)
+    module = load_module(path)
     return module.EXPECTED_FAIL, module.EXPECTED_DIAGNOSIS, module.SETTINGS
 
 
@@ -49,7 +49,7 @@ def run_slip_file(run, path, model: str, **defaults) -> None:
 def assert_variants_reproduce(path, model_name: str) -> None:
     """Where EXPECTED_DIAGNOSIS names a model variant, jax.grad under that variant is exactly the file's
     gradient on a draw: what lets a diagnosis name the slip, whichever engine does the naming."""
-    module = _module(path)
+    module = load_module(path)
     model = get_model(model_name, module.SETTINGS)
     cfg = {name: module.SETTINGS.get(name, OPTION_DEFAULTS[name]) for name in model.options}
     dims = {name: max(lo, min(hi, 4 + i)) for i, (name, (lo, hi)) in enumerate(model.dims.items())}

@@ -2,9 +2,9 @@
 breaks (EXPECTED_FAIL) and the settings that show the slip (SETTINGS, model included)."""
 
 import functools
-import importlib.util
 
 from conftest import DERIVATIONS, failed
+from slip_files import load_module
 
 
 def files(model: str) -> list:
@@ -12,9 +12,7 @@ def files(model: str) -> list:
 
 
 def declared(path) -> tuple[set[str], dict]:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(path)
     return module.EXPECTED_FAIL, module.SETTINGS
 
 
