@@ -103,9 +103,6 @@ class Model:
         """Every array a `grad_` function may be written for: the inputs, then the parameters."""
         return self._names(self.inputs) + self._names(self.params)
 
-    def parameter_names(self) -> tuple[str, ...]:
-        return self._names(self.params)
-
 
 # Distinct sizes, one per dimension, so that each axis of a traced shape names its dimension.
 _PROBE_SIZES = (101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179)
