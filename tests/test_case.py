@@ -100,9 +100,11 @@ def test_the_three_layouts_hold_the_same_draw(cases):
 def test_export_is_the_draw_verify_checks_after_a_relu_kink_redraw(tmp_path):
     from bncheck import verify
 
-    # At this shape and seed the first arrays put a pre-activation on relu's kink: verify redraws.
+    # At this shape and seed the first arrays put a pre-activation within float32's kink margin:
+    # verify redraws.
     shape, seed = "N=64,p1=3,p2=16", 0
-    doc = json.loads(export(tmp_path / "kink.json", "--shape", shape, "--seed", str(seed)).read_text())
+    args = ("--shape", shape, "--seed", str(seed), "--dtype", "float32")
+    doc = json.loads(export(tmp_path / "kink.json", *args).read_text())
     assert doc["attempt"] >= 1
 
     seen = {}
@@ -113,11 +115,11 @@ def test_export_is_the_draw_verify_checks_after_a_relu_kink_redraw(tmp_path):
 
     recorder = ModuleType("recorder")
     recorder.grad_beta = grad_beta
-    verify(recorder, shape=shape, seed=seed, trials=1)
+    verify(recorder, shape=shape, seed=seed, trials=1, dtype="float32")
     for name, value in doc["arrays"].items():
         np.testing.assert_array_equal(seen[name], np.array(value), err_msg=name)
     for name in ("H", "sigma", "B", "dA"):
-        np.testing.assert_allclose(seen[name], np.array(doc["forward"][name]), rtol=1e-13, atol=1e-15, err_msg=name)
+        np.testing.assert_allclose(seen[name], np.array(doc["forward"][name]), rtol=1e-6, atol=1e-7, err_msg=name)
 
 
 # ----------------------------------------------------------------------------------- verify-values

@@ -101,6 +101,13 @@ def test_relu_draws_on_a_kink_are_redrawn(run):
     assert report.redrawn > 0 and report.passed
 
 
+def test_float64_draws_are_redrawn_only_within_float64_rounding_of_a_kink(run):
+    # 16384 relu pre-activations a draw: about 1.3 of them within float32's margin (1e-4 of the
+    # largest), so a float32 sweep redraws most draws here; float64's margin (1e-8) expects none.
+    report = run("closed-form", shape="N=256,p1=4,p2=64", trials=10)
+    assert report.redrawn == 0 and report.passed
+
+
 @pytest.mark.parametrize("slip", ["slip_batch_stats_constant", "slip_dropped_inv_n"])
 def test_noise_floor_does_not_hide_slips_at_n_equal_2(run, slip):
     """N = 2 is where batch norm is worst conditioned and the noise floor largest."""
