@@ -19,6 +19,7 @@ moves the result by a fraction of its terms, orders of magnitude above that floo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,12 +43,19 @@ NOISE_MARGIN = 100.0
 _ROUNDOFF = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np.float32).eps)}
 
 
+def rounding_spread(ref: np.ndarray, rough: np.ndarray) -> float:
+    """max|ref₃₂ − ref₆₄| of one draw: the rounding its computation shows in float32."""
+    return float(np.abs(rough - ref).max()) if ref.size else 0.0
+
+
+def floor_of(spread: float, dtype: str) -> float:
+    """The rounding allowance for a draw whose float32 recomputation is `spread` off: see the module docstring."""
+    return NOISE_MARGIN * spread * _ROUNDOFF[dtype] / _ROUNDOFF["float32"]
+
+
 def noise_floor(ref: np.ndarray, rough: np.ndarray, dtype: str) -> float:
     """The rounding allowance of one draw: see the module docstring."""
-    if ref.size == 0:
-        return 0.0
-    spread = float(np.abs(rough.astype(np.float64) - ref).max())
-    return NOISE_MARGIN * spread * _ROUNDOFF[dtype] / _ROUNDOFF["float32"]
+    return floor_of(rounding_spread(ref, rough), dtype)
 
 
 # Measured, not guessed: README "Tolerances" gives the error distributions these rest on and the
@@ -68,11 +76,14 @@ class Comparison:
     problem: str | None = None
     message: str | None = None
     allowed: float = 0.0  # the threshold abs_err was held to
+    scale: float = 0.0  # max|ref|
     got_shape: tuple[int, ...] | None = None  # what a "shape" problem returned
 
 
 def as_array(value) -> np.ndarray | None:
     """The value as a float64 array, or None when it is not an array of numbers."""
+    if type(value) is np.ndarray and value.dtype == np.float64:
+        return value  # the common case, and the sweep's hot path: no copy
     if isinstance(value, (list, tuple, int, float, complex, bool)) or value is None:
         return None
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
@@ -93,23 +104,24 @@ def compare(value, ref: np.ndarray, rtol: float, atol: float, floor: float = 0.0
             False, np.inf, np.inf, (), "shape", f"returned shape {got.shape}, expected {ref.shape}",
             got_shape=got.shape,
         )
-    bad = ~np.isfinite(got)
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        return Comparison(
-            False, np.inf, np.inf, index, "non-finite",
-            f"{int(bad.sum())} non-finite entr{'y' if bad.sum() == 1 else 'ies'}, first at {list(index)}",
-        )
-    diff = np.abs(got - ref)
-    if diff.size == 0:
+    if got.size == 0:
         return Comparison(True, 0.0, 0.0, (), allowed=atol)
-    flat = int(np.argmax(diff))
+    diff = np.abs(got - ref)
+    flat = int(np.argmax(diff))  # the first nan where there is one
     abs_err = float(diff.reshape(-1)[flat])
+    if not math.isfinite(abs_err):
+        bad = ~np.isfinite(got)
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            return Comparison(
+                False, np.inf, np.inf, index, "non-finite",
+                f"{int(bad.sum())} non-finite entr{'y' if bad.sum() == 1 else 'ies'}, first at {list(index)}",
+            )
     scale = float(np.abs(ref).max())
     rel_err = abs_err / scale if scale > 0 else (0.0 if abs_err == 0 else np.inf)
     index = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
     allowed = atol + rtol * scale + floor
-    return Comparison(abs_err <= allowed, abs_err, rel_err, index, allowed=allowed)
+    return Comparison(abs_err <= allowed, abs_err, rel_err, index, allowed=allowed, scale=scale)
 
 
 # An error map fits a terminal: at most this many cells a side, each the largest error of its block.

@@ -3,8 +3,8 @@
 A check passes when the derivation matches its reference; when the reference is zero on every draw
 (a loss that batch norm makes constant in its input, a direction that only rescales a column of G1 at
 eps = 0), a function returning zeros would pass as well, and the pass says nothing. A reference counts
-as zero up to rounding on a draw when it is no larger than its float32 recomputation's difference from
-it (the same measure behind compare.noise_floor).
+as zero up to rounding on a draw when zeros would pass that draw: its largest entry is within the
+draw's allowance (atol, rtol and, where the draw needed one, the noise floor).
 
 A model's invariants (Model.invariants) are properties every correct value has, whatever the
 reference: a value that breaks one is named by it even where the comparison alone could not say why.
@@ -20,22 +20,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # sweep imports this module
+    from bncheck.compare import Comparison
     from bncheck.sweep import Draw, SweepResult, Tally
 
 Invariant = Callable[[Any, Any], "str | None"]
 
 
-def vanishes(ref: np.ndarray, rough: np.ndarray) -> bool:
-    """The reference is zero up to rounding on this draw."""
-    scale = float(np.abs(ref).max(initial=0.0))
-    return scale == 0.0 or scale <= float(np.abs(rough.astype(np.float64) - ref).max())
+def vanishes(results: list[Comparison]) -> bool:
+    """A function returning zeros would pass this draw too: each reference (one per JVP direction) is
+    within its allowance of zero."""
+    return all(r.scale <= r.allowed for r in results)
 
 
-def inspect(tally: Tally, draw: Draw, ctx, got, ref: np.ndarray, rough: np.ndarray,
-            invariant: Invariant | None) -> None:
-    """Notes what one compared draw shows beyond its verdict (called by the sweep for each draw whose
-    value could be compared)."""
-    tally.vanishing += vanishes(ref, rough)
+def check_invariant(tally: Tally, draw: Draw, ctx, got, invariant: Invariant | None) -> None:
+    """Notes a value that breaks its check's invariant (called by the sweep for each draw whose value
+    could be compared)."""
     if invariant is not None:
         with np.errstate(all="ignore"):
             broken = invariant(ctx, got)

@@ -35,14 +35,16 @@ class Plan:
     extremes: tuple[str, ...] = ()
 
 
-def build(model: Model, cfg: dict[str, Any], plan: Plan, rough: bool = False, optimize: bool = True) -> Callable:
+def build(model: Model, cfg: dict[str, Any], plan: Plan, passes: tuple[str, ...] | None = None,
+          optimize: bool = True) -> Callable:
     """batched(arrays, masks, directions) -> {"fwd": ..., "grad": ..., "jac": ..., "jvp": ...}.
 
     Every argument and result carries a leading batch axis; directions[target] is (batch, D, *shape),
     and for plan.products directions["v:<target>"] and directions["u:<output>"] are the probe vectors.
-    With rough, the result is {"exact": that, "rough": the same computed in float32}: one compile and
-    one transfer serve both passes the noise floor needs (compare.noise_floor). Without optimize, XLA
-    compiles quickly (QUICK_COMPILE) and the program runs slower.
+    With passes, the result is {pass: that} for "exact" (the inputs as given) and "rough" (the same
+    computed in float32, behind the noise floor: compare.noise_floor); both in one function share one
+    compile and one transfer. Without optimize, XLA compiles quickly (QUICK_COMPILE) and the program
+    runs slower.
     """
     import jax
 
@@ -78,7 +80,7 @@ def build(model: Model, cfg: dict[str, Any], plan: Plan, rough: bool = False, op
             }
         return out
 
-    return jit_batched(one, rough, {} if optimize else QUICK_COMPILE)
+    return jit_batched(one, passes, {} if optimize else QUICK_COMPILE)
 
 
 def _real_extremes(value, axes: tuple[str | int, ...], masks: dict):
@@ -93,20 +95,25 @@ def _real_extremes(value, axes: tuple[str | int, ...], masks: dict):
     return jnp.where(real, size, jnp.inf).min(), jnp.where(real, size, 0.0).max()
 
 
-def jit_batched(one: Callable, rough: bool, options: dict[str, Any]) -> Callable:
-    """jit(vmap(one)); with rough, {"exact": that, "rough": the same on float32 copies of the inputs}."""
+def jit_batched(one: Callable, passes: tuple[str, ...] | None, options: dict[str, Any]) -> Callable:
+    """jit(vmap(one)); with passes, {"exact": that, "rough": the same on float32 copies of the inputs},
+    for the passes named."""
     import jax
     import jax.numpy as jnp
 
     batched = jax.vmap(one)
-    if not rough:
+    if passes is None:
         return jax.jit(batched, compiler_options=options)
 
-    def both(*args):
-        in_float32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), args)
-        return {"exact": batched(*args), "rough": batched(*in_float32)}
+    def run(*args):
+        out = {}
+        if "exact" in passes:
+            out["exact"] = batched(*args)
+        if "rough" in passes:
+            out["rough"] = batched(*jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), args))
+        return out
 
-    return jax.jit(both, compiler_options=options)
+    return jax.jit(run, compiler_options=options)
 
 
 def output_shapes_at(model: Model, cfg: dict[str, Any], dims: dict[str, int]) -> dict[str, tuple[int, ...]]:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bncheck import guards
-from bncheck.compare import TOLERANCES, Comparison, compare, noise_floor
+from bncheck.compare import TOLERANCES, Comparison, compare, floor_of, rounding_spread
 from bncheck.loader import Check, Derivation, user_frames
 from bncheck.matrix_free import compare_products, vec_rows
 from bncheck.models import Model
@@ -36,6 +36,8 @@ FAILURE_SAMPLES = 32  # failing (got, ref) pairs kept per check for the diagnosi
 QUICK_COMPILE_BELOW = 2**18
 # Distinct shapes in a sweep of a model that cannot pad (each costs a compile; see plan_draws).
 SHAPE_POOL = 16
+# The passes of a reference computation (references.build): float64, and float32 for the noise floor.
+BOTH = ("exact", "rough")
 
 
 class Ctx:
@@ -89,10 +91,12 @@ class Tally:
     # draw, "Type: message", and the traceback's frames in the user's own file ("file:line: code").
     error: tuple[Draw, str, list[str]] | None = None
     samples: list[tuple[Draw, np.ndarray, np.ndarray]] = field(default_factory=list)
-    # One per compared draw, for error distributions: max|got - ref| / max|ref|, and the fraction of
-    # the allowed error it used.
+    # One per compared draw, for error distributions: max|got - ref| / max|ref|, the fraction of the
+    # allowed error it used, and the draw's seed (verdicts that wait for a noise floor are tallied
+    # after the rest: see Verdict).
     rel_errors: list[float] = field(default_factory=list)
     used: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
     # The smallest draw found that fails the same way (bncheck.shrink), for the replay.
     smallest: Draw | None = None
     # Opinions besides the sweep's own reference ({"fd": agrees?}, bncheck.fd), and warnings: checks
@@ -109,6 +113,7 @@ class Tally:
         if result.problem is None:
             self.rel_errors.append(result.rel_err)
             self.used.append(result.abs_err / result.allowed if result.allowed > 0 else float(result.abs_err > 0))
+            self.seeds.append(draw.seed)
             self.max_abs = max(self.max_abs, result.abs_err)
             self.max_rel = max(self.max_rel, result.rel_err)
             if self.worst is None or result.rel_err > self.worst[1].rel_err:
@@ -231,14 +236,15 @@ class Engine:
         largest = dict(s.shape) if s.shape is not None else {n: hi for n, (_, hi) in s.sweep.items()}
         self.optimize = math.prod(largest.values()) >= QUICK_COMPILE_BELOW
 
-    def compiled(self, plan, rough: bool = True) -> Callable:
-        """references.build for `plan`, built once per engine: jit keeps the compiles per shape. With
-        rough (the default) each call also returns the float32 recomputation behind the noise floor."""
+    def compiled(self, plan, passes: tuple[str, ...] | None = BOTH) -> Callable:
+        """references.build for `plan` and `passes`, built once per engine: jit keeps the compiles per
+        shape. By default each call returns the float64 references and their float32 recomputation
+        behind the noise floor."""
         from bncheck.references import build
 
-        if (plan, rough) not in self._compiled:
-            self._compiled[plan, rough] = build(self.model, self.cfg, plan, rough=rough, optimize=self.optimize)
-        return self._compiled[plan, rough]
+        if (plan, passes) not in self._compiled:
+            self._compiled[plan, passes] = build(self.model, self.cfg, plan, passes, optimize=self.optimize)
+        return self._compiled[plan, passes]
 
     def padded_to(self, largest: dict[str, int]) -> Engine:
         """An engine that pads every draw (none larger than `largest`) to `largest`, sharing this one's
@@ -354,31 +360,49 @@ def _run_sweep(model: Model, settings: Settings, derivation: Derivation, on_prog
     engine = Engine(model, settings)
     tallies = {c.name: Tally(c) for c in checks}
     draws = plan_draws(settings, None if model.paddable else SHAPE_POOL) if prepared is None else prepared
-    redrawn = prepare(engine, checks, draws, tallies, sample=prepared is None, on_phase=on_phase)
+    # A float64 derivation never sees the float32 references, which only set each draw's noise floor;
+    # and a floor only widens the allowance, so a draw that passes without one passes with it. A
+    # float64 sweep computes them afterwards, for the draws that fail without them: most sweeps never
+    # compile them. A float32 derivation's ctx is the float32 forward record, so there they come first.
+    later = settings.dtype == "float64"
+    redrawn = prepare(engine, checks, draws, tallies, sample=prepared is None, on_phase=on_phase, rough_later=later)
     on_phase("checking draws")
+    waiting: list[Verdict] = []
     for done, draw in enumerate(draws, 1):
-        check_draw(engine, derivation, checks, draw, tallies)
+        waiting += check_draw(engine, derivation, checks, draw, tallies)
         on_progress(done, len(draws))
+    if waiting:
+        _settle(engine, checks, waiting, on_phase)
     return SweepResult(draws, tallies, redrawn, engine)
 
 
-def prepare(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dict[str, Tally],
-            sample: bool = True, on_phase: Callable[[str], None] = lambda text: None) -> int:
-    """Samples the draws, redraws those on a kink, and computes every reference `checks` need.
+def _settle(engine: Engine, checks: list[Check], waiting: list[Verdict], on_phase: Callable[[str], None]) -> None:
+    """Computes the float32 references of the draws whose verdicts wait for their noise floor, then
+    tallies those verdicts in the order they were made."""
+    plan, extract = _main_plan(engine, checks, fields=())
+    needy = list({id(v.draw): v.draw for v in waiting if v.needs_floor}.values())
+    if needy:
+        on_phase(f"float32 references for the {len(needy)} draws that fail without the noise floor")
+        chunk = min(CHUNK, len(needy))
+        _references(engine, engine.compiled(plan, ("rough",)), needy, extract, lambda d: engine.bucket(d.dims),
+                    lambda bucket: chunk)
+    for verdict in waiting:
+        verdict.settle(engine.settings.dtype)
+    for draw in needy:
+        draw.rough = {}
 
-    Returns how many redraws it took. Dense Jacobians over the budget are marked skipped in `tallies`.
-    With sample=False the draws' arrays are used as they are, kink or not: a case someone computed on.
-    """
+
+def _main_plan(engine: Engine, checks: list[Check], fields: tuple[str, ...] | None = None):
+    """The Plan of the gradient and JVP checks' references (with the forward fields named; None for
+    all), and extract(draw, out) -> the draw's own slices of one pass of them, keyed as Draw.refs is."""
     from bncheck.references import Plan
 
-    model, settings = engine.model, engine.settings
-    jvp_targets = {c.target for c in checks if c.kind == "jvp"}
+    model = engine.model
     plan = Plan(
         grads=tuple(sorted({c.target for c in checks if c.kind == "gradient"})),
         jvps=tuple(sorted({(c.output, c.target) for c in checks if c.kind == "jvp"})),
+        fields=fields,
     )
-    tol = TOLERANCES[settings.dtype]
-    kink_field = model.kink_field(engine.cfg)
 
     def extract(draw: Draw, out: dict) -> dict[str, np.ndarray]:
         shapes = engine.output_shapes(draw.dims)
@@ -390,6 +414,26 @@ def prepare(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dic
             elif c.kind == "jvp":
                 refs[c.name] = _cut(out["jvp"][f"{c.output}|{c.target}"], (JVP_DIRECTIONS, *shapes[c.output]))
         return refs
+
+    return plan, extract
+
+
+def prepare(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dict[str, Tally],
+            sample: bool = True, on_phase: Callable[[str], None] = lambda text: None,
+            rough_later: bool = False) -> int:
+    """Samples the draws, redraws those on a kink, and computes every reference `checks` need.
+
+    Returns how many redraws it took. Dense Jacobians over the budget are marked skipped in `tallies`.
+    With sample=False the draws' arrays are used as they are, kink or not: a case someone computed on.
+    With rough_later the gradient and JVP references come without their float32 pass (see _settle).
+    """
+    from bncheck.references import Plan
+
+    model, settings = engine.model, engine.settings
+    jvp_targets = {c.target for c in checks if c.kind == "jvp"}
+    plan, extract = _main_plan(engine, checks)
+    tol = TOLERANCES[settings.dtype]
+    kink_field = model.kink_field(engine.cfg)
 
     def near_kink(smallest: float, largest: float) -> bool:
         return smallest < tol.kink * max(largest, 1.0)
@@ -403,7 +447,7 @@ def prepare(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dic
     def buckets(draw: Draw) -> dict[str, int]:
         return engine.bucket(draw.dims)
 
-    main = engine.compiled(plan)
+    main = engine.compiled(plan, ("exact",) if rough_later else BOTH)
     chunk = min(CHUNK, len(draws))
     if sample:
         on_phase("drawing")
@@ -417,7 +461,7 @@ def prepare(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dic
         on_phase(f"redrawing {len(pending)} draws off a relu kink")
         # Redraw rounds need only the extremes of the field that holds the kinks: a forward-only
         # function keeps them cheap when most draws of a large shape sit near a kink.
-        forward = engine.compiled(Plan(fields=(), extremes=(kink_field,)), rough=False)
+        forward = engine.compiled(Plan(fields=(), extremes=(kink_field,)), passes=None)
         redone = list(pending)
         kinked: set[int] = set()
 
@@ -442,13 +486,21 @@ def prepare(engine: Engine, checks: list[Check], draws: list[Draw], tallies: dic
     return redrawn
 
 
-def check_draw(engine: Engine, derivation: Derivation, checks: list[Check], draw: Draw, tallies: dict[str, Tally]) -> None:
-    """Calls the derivation's `checks` on one prepared draw and tallies each against its reference."""
+def check_draw(engine: Engine, derivation: Derivation, checks: list[Check], draw: Draw,
+               tallies: dict[str, Tally]) -> list[Verdict]:
+    """Calls the derivation's `checks` on one prepared draw and tallies each against its reference.
+
+    Returns the verdicts that wait for a noise floor (Verdict): draws that fail without one, where
+    the float32 references are not computed yet."""
     ctx = make_ctx(engine, draw)
+    waiting = []
     for c in checks:
-        _check_one(derivation, c, tallies[c.name], draw, ctx, engine.settings, engine.invariants.get(c.name))
-    # Keep memory flat on long sweeps: the tallies hold what they need.
+        verdict = _check_one(derivation, c, tallies[c.name], draw, ctx, engine.settings, engine.invariants.get(c.name))
+        if verdict is not None:
+            waiting.append(verdict)
+    # Keep memory flat on long sweeps: the tallies, and the verdicts that wait, hold what they need.
     draw.refs, draw.rough = {}, {}
+    return waiting
 
 
 def make_ctx(engine: Engine, draw: Draw) -> Ctx:
@@ -463,14 +515,16 @@ def make_ctx(engine: Engine, draw: Draw) -> Ctx:
 
 def _references(engine: Engine, fn: Callable, draws: list[Draw], extract: Callable, buckets: Callable,
                 chunk_for: Callable[[dict[str, int]], int]) -> None:
-    """The float64 references, by bucket, and the same computed in float32 (fn built with rough).
+    """The references fn's passes compute, by bucket: float64 into draw.refs, float32 into draw.rough.
 
     The float32 run of the same reference measures how much rounding this draw's computation
     amplifies: compare.noise_floor turns that into the allowance for the derivation's own rounding.
     """
     def take(draw: Draw, out: dict) -> None:
-        draw.refs.update(extract(draw, out["exact"]))
-        draw.rough.update(extract(draw, out["rough"]))
+        if "exact" in out:
+            draw.refs.update(extract(draw, out["exact"]))
+        if "rough" in out:
+            draw.rough.update(extract(draw, out["rough"]))
 
     for bucket, group in _group(draws, buckets).values():
         engine.run_batched(fn, group, bucket, np.float64, take, chunk_for(bucket))
@@ -588,40 +642,82 @@ def _user_traceback(err: BaseException, file: str) -> list[str]:
     return [f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}" for frame in frames]
 
 
+def _rows(c: Check, value) -> list:
+    """A JVP check's values or references one direction each, any other check's as a list of one."""
+    return list(value) if c.kind == "jvp" else [value]
+
+
+@dataclass
+class Verdict:
+    """One draw's comparisons for one check (one per JVP direction), before they are tallied: the
+    worst stands for the draw. Without the draw's float32 reference they are made with no noise floor
+    in their allowance, and one that fails waits for it."""
+
+    tally: Tally
+    draw: Draw
+    results: list[Comparison]
+    values: list
+    refs: list[np.ndarray]
+    floored: bool  # the allowances include the noise floor
+
+    @property
+    def passes(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def needs_floor(self) -> bool:
+        return not (self.floored or self.passes) and all(r.problem is None for r in self.results)
+
+    def settle(self, dtype: str) -> None:
+        """Adds the noise floor where it is missing (from draw.rough) and tallies the verdict."""
+        results = self.results
+        if self.needs_floor:
+            check = self.tally.check
+            results = []
+            for r, ref, q in zip(self.results, self.refs, _rows(check, self.draw.rough[check.name])):
+                allowed = r.allowed + floor_of(rounding_spread(ref, q), dtype)
+                results.append(replace(r, ok=r.abs_err <= allowed, allowed=allowed))
+        # The worst of the directions stands for the draw.
+        worst = max(range(len(results)), key=lambda i: (results[i].problem is not None, results[i].rel_err))
+        self.tally.add(self.draw, results[worst], self.values[worst], self.refs[worst])
+        if results[worst].problem is None:
+            self.tally.vanishing += guards.vanishes(results)
+
+
 def _check_one(
     derivation: Derivation, c: Check, tally: Tally, draw: Draw, ctx: Ctx, settings: Settings, invariant=None
-) -> None:
+) -> Verdict | None:
+    """Checks one value and tallies it, or returns its Verdict where it waits for the noise floor."""
     if tally.error is not None or c.name not in draw.refs:
         # Already broken (a raise), or skipped at this size. A wrong shape is not: its values at
         # other draws tell diagnose which repair fits.
-        return
+        return None
     fn = derivation.functions[c.name]
     try:
         with np.errstate(all="ignore"):
             if c.kind == "jvp":
-                got = [fn(ctx, V.astype(settings.dtype)) for V in draw.directions[c.target]]
+                got = [fn(ctx, V.astype(settings.dtype, copy=False)) for V in draw.directions[c.target]]
             else:
                 got = fn(ctx)
     except Exception as err:  # a derivation's bug must fail its own check, not the run
         tally.ran += 1
         tally.error = (draw, f"{type(err).__name__}: {err}", _user_traceback(err, derivation.file))
-        return
-    result, (shown, ref) = _compare(c, got, draw, settings)
-    tally.add(draw, result, shown, ref)
-    if result.problem is None and not isinstance(draw.refs[c.name], dict):
-        guards.inspect(tally, draw, ctx, got, draw.refs[c.name], draw.rough[c.name], invariant)
-
-
-def _compare(c: Check, got, draw: Draw, settings: Settings) -> tuple[Comparison, tuple]:
-    """(the comparison, (got, ref) of the direction that stands for the draw)."""
-    ref, rough = draw.refs[c.name], draw.rough[c.name]
+        return None
+    ref, rough = draw.refs[c.name], draw.rough.get(c.name)
     if isinstance(ref, dict):
         v, u = (vec_rows(draw.probes[f"{side}:{name}"]) for side, name in (("v", c.target), ("u", c.output)))
-        return compare_products(got, ref, rough, v, u, settings.rtol, settings.atol, settings.dtype)
-    if c.kind == "jvp":
-        floor = [noise_floor(r, q, settings.dtype) for r, q in zip(ref, rough)]
-        # The worst of the directions stands for the draw.
-        results = [compare(g, r, settings.rtol, settings.atol, f) for g, r, f in zip(got, ref, floor)]
-        worst = max(range(len(results)), key=lambda i: (results[i].problem is not None, results[i].rel_err))
-        return results[worst], (got[worst], ref[worst])
-    return compare(got, ref, settings.rtol, settings.atol, noise_floor(ref, rough, settings.dtype)), (got, ref)
+        result, (shown, want) = compare_products(got, ref, rough, v, u, settings.rtol, settings.atol, settings.dtype)
+        tally.add(draw, result, shown, want)
+        return None
+    values, refs = _rows(c, got), _rows(c, ref)
+    floors = [0.0] * len(refs) if rough is None else [
+        floor_of(rounding_spread(r, q), settings.dtype) for r, q in zip(refs, _rows(c, rough))
+    ]
+    results = [compare(g, r, settings.rtol, settings.atol, floor) for g, r, floor in zip(values, refs, floors)]
+    if all(r.problem is None for r in results):
+        guards.check_invariant(tally, draw, ctx, got, invariant)
+    verdict = Verdict(tally, draw, results, values, refs, floored=rough is not None)
+    if verdict.floored or verdict.passes:
+        verdict.settle(settings.dtype)
+        return None
+    return verdict

@@ -10,7 +10,17 @@ from bncheck.loader import load_derivation
 from bncheck.models import get_model
 from bncheck.references import Plan, build
 from bncheck.settings import resolve
-from bncheck.sweep import _vec_jacobian, plan_draws, run_sweep
+from bncheck.sweep import (
+    BOTH,
+    Engine,
+    Tally,
+    _vec_jacobian,
+    check_draw,
+    full_precision,
+    plan_draws,
+    prepare,
+    run_sweep,
+)
 
 MODEL = get_model("bn-mlp")
 CFG = {"activation": "tanh", "ddof": 1, "eps": 1e-5}
@@ -106,6 +116,48 @@ def test_float64_draws_are_redrawn_only_within_float64_rounding_of_a_kink(run):
     # largest), so a float32 sweep redraws most draws here; float64's margin (1e-8) expects none.
     report = run("closed-form", shape="N=256,p1=4,p2=64", trials=10)
     assert report.redrawn == 0 and report.passed
+
+
+def _rough_passes(engine: Engine) -> set:
+    return {passes for _, passes in engine._compiled if passes is not None and "rough" in passes}
+
+
+def test_a_float64_sweep_that_passes_without_the_floor_never_computes_float32_references():
+    settings = resolve({"activation": "tanh", "shape": "N=16,p1=4,p2=4", "trials": 8}, None)
+    sweep = run_sweep(MODEL, settings, load_derivation("closed-form", MODEL))
+    assert all(t.failures == 0 and t.ran == 8 for t in sweep.tallies.values())
+    assert _rough_passes(sweep.engine) == set()
+
+
+@pytest.mark.parametrize("derivation", ["closed-form", "slip_dropped_inv_n", "slip_batch_stats_constant"])
+def test_float32_references_computed_afterwards_give_the_verdicts_of_computing_them_first(derivation):
+    """Held to rtol 1e-15 and atol 0, a correct derivation fails some draws without the noise floor
+    (the ill-conditioned ones at eps = 0 from N = 2): a float64 sweep computes their float32
+    references after the others are checked. Every verdict, error and failing sample must be what
+    computing every float32 reference first gives."""
+    spec = derivation if derivation == "closed-form" else str(DERIVATIONS / f"{derivation}.py")
+    loaded = load_derivation(spec, MODEL)
+    settings = resolve({"activation": "tanh", "ddof": 1, "eps": 0.0, "rtol": 1e-15, "atol": 0.0}, SMALL)
+    later = run_sweep(MODEL, settings, loaded)
+    assert _rough_passes(later.engine) == {("rough",)}  # some draws did wait for their floor
+
+    checks = list(loaded.checks.values())
+    engine, first = Engine(MODEL, settings), {c.name: Tally(c) for c in checks}
+    draws = plan_draws(settings)
+    with full_precision():
+        prepare(engine, checks, draws, first)
+        for draw in draws:
+            assert check_draw(engine, loaded, checks, draw, first) == []
+    assert _rough_passes(engine) == {BOTH}
+    for name, want in first.items():
+        got = later.tallies[name]
+        assert (got.ran, got.failures, got.max_abs, got.max_rel) == (want.ran, want.failures, want.max_abs, want.max_rel)
+        assert sorted(zip(got.seeds, got.rel_errors)) == sorted(zip(want.seeds, want.rel_errors)), name
+        assert [d.seed for d, _, _ in got.samples] == [d.seed for d, _, _ in want.samples], name
+        if want.worst_failure is not None:
+            assert got.worst_failure[0].seed == want.worst_failure[0].seed
+            assert got.worst_failure[1] == want.worst_failure[1]
+    assert any(t.failures for t in first.values()) == (derivation != "closed-form")
 
 
 @pytest.mark.parametrize("slip", ["slip_batch_stats_constant", "slip_dropped_inv_n"])
