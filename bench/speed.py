@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,10 +61,10 @@ NOTES = (
     "with the load (the load average at the start is above); rerun on a quiet machine for figures to quote."),
     ("- bncheck runs with the persistent compilation cache off (a cold run) unless the command says "
     "--warm-cache, which times a second run that loads its compiled references from the cache."),
+    ("- bncheck's and the floor's whole-process seconds are the median of --repeat runs (3 unless the "
+    "command says otherwise), run in turn; the random-shape floor, which stops at the budget, runs once."),
     ("- The floor and the peers take each draw's first attempt; bncheck redraws the draws with a relu "
-    "pre-activation within 1e-4 · max(|B|, 1) of the kink (the note counts them). At large N·p2 nearly every "
-    "draw has such an entry, so most draws are redrawn up to 100 times: that, not the checks, is most of "
-    "bncheck's time at the largest shapes and in the random-shape sweep."),
+    "pre-activation within 1e-8 · max(|B|, 1) of the kink (float64; the note counts them)."),
     ("- Slow gradcheck compares every entry, by two loss evaluations per parameter entry; where one draw "
     "would overrun the budget its time is estimated from the quickest of five forward passes."),
 )
@@ -301,13 +302,20 @@ def peer_rows(case: str, draws: list[dict], budget: float) -> list[Row]:
 # --- bncheck and the floor as processes -------------------------------------------------------------
 
 
-def _timed(cmd: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=ROOT)
-    return time.perf_counter() - start, proc
+def _timed(cmd: list[str], env: dict, repeat: int = 1) -> tuple[float, subprocess.CompletedProcess]:
+    """The median wall time of `repeat` runs of cmd, and the last run's result."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=ROOT)
+        times.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            break
+    return statistics.median(times), proc
 
 
-def bncheck_rows(case: str, trials: int, shape, config: Path | None, env: dict, warm: bool) -> list[Row]:
+def bncheck_rows(case: str, trials: int, shape, config: Path | None, env: dict, warm: bool,
+                 repeat: int) -> list[Row]:
     from bncheck.pipeline import verify
 
     cmd = [sys.executable, "-m", "bncheck", "verify", "--trials", str(trials), "--json", "-"]
@@ -317,7 +325,7 @@ def bncheck_rows(case: str, trials: int, shape, config: Path | None, env: dict, 
         cmd += ["--config", str(config)]
     if warm:
         _timed(cmd, env)
-    seconds, proc = _timed(cmd, env)
+    seconds, proc = _timed(cmd, env, repeat)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-2000:]}")
     report = json.loads(proc.stdout)
@@ -330,13 +338,13 @@ def bncheck_rows(case: str, trials: int, shape, config: Path | None, env: dict, 
     return [Row(case, "bncheck" + (" (warm cache)" if warm else ""), seconds, trials, trials, note, in_process)]
 
 
-def floor_row(case: str, trials: int, shape, config: Path | None, budget: float, env: dict) -> Row:
+def floor_row(case: str, trials: int, shape, config: Path | None, budget: float, env: dict, repeat: int) -> Row:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--floor", "--trials", str(trials), "--budget", str(budget)]
     if shape is not None:
         cmd += ["--floor-shape", ",".join(map(str, shape))]
     if config is not None:
         cmd += ["--floor-config", str(config)]
-    seconds, proc = _timed(cmd, env)
+    seconds, proc = _timed(cmd, env, repeat if shape is not None else 1)
     if proc.returncode != 0:
         raise SystemExit(f"the floor failed: {proc.stderr[-2000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -447,6 +455,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tenth of the draws, the two smaller shapes")
     parser.add_argument("--budget", type=float, default=30.0, help="seconds each peer may run per case")
     parser.add_argument("--warm-cache", action="store_true", help="time bncheck's second run, cache warm")
+    parser.add_argument("--repeat", type=int, default=3, help="whole-process runs of bncheck and the floor (median)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
     parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--floor-shape", default=None, help=argparse.SUPPRESS)
@@ -477,11 +486,11 @@ def main() -> None:
         cases.append(("random shapes", None, rand_trials, config))
         for case, shape, trials, cfg in cases:
             print(f"{case}: {trials} draws", file=sys.stderr, flush=True)
-            floor = floor_row(case, trials, shape, cfg, args.budget, env)
+            floor = floor_row(case, trials, shape, cfg, args.budget, env, args.repeat)
             if shape is not None:
                 floors[case] = floor
             rows.append(floor)
-            rows += bncheck_rows(case, trials, shape, cfg, env, args.warm_cache)
+            rows += bncheck_rows(case, trials, shape, cfg, env, args.warm_cache, args.repeat)
             rows += peer_rows(case, draws_for(trials, shape, cfg), args.budget)
     floors["random shapes"] = floors.get("N=64,p1=32,p2=16")
     rows.append(jvp_row(env, JVP_CASE[1] // (5 if args.quick else 1)))
