@@ -107,7 +107,7 @@ def compare(value, ref: np.ndarray, rtol: float, atol: float, floor: float = 0.0
     if got.size == 0:
         return Comparison(True, 0.0, 0.0, (), allowed=atol)
     diff = np.abs(got - ref)
-    flat = int(np.argmax(diff))  # the first nan where there is one
+    flat = int(diff.argmax())  # the first nan where there is one
     abs_err = float(diff.reshape(-1)[flat])
     if not math.isfinite(abs_err):
         bad = ~np.isfinite(got)
@@ -117,9 +117,33 @@ def compare(value, ref: np.ndarray, rtol: float, atol: float, floor: float = 0.0
                 False, np.inf, np.inf, index, "non-finite",
                 f"{int(bad.sum())} non-finite entr{'y' if bad.sum() == 1 else 'ies'}, first at {list(index)}",
             )
-    scale = float(np.abs(ref).max())
+    return _judged(abs_err, float(np.abs(ref).max()), flat, diff.shape, rtol, atol, floor)
+
+
+def compare_rows(values: list, ref: np.ndarray, rtol: float, atol: float, floors: list[float]) -> list[Comparison]:
+    """compare() of each value against its row of ref (a JVP check's directions), in one pass over
+    the stacked rows where every value is a finite float64 array of the row's shape."""
+    rows, shape = len(values), ref.shape[1:]
+    if ref.size == 0 or not all(type(v) is np.ndarray and v.dtype == np.float64 and v.shape == shape for v in values):
+        return [compare(v, r, rtol, atol, floor) for v, r, floor in zip(values, ref, floors)]
+    diff = np.abs(np.stack(values) - ref).reshape(rows, -1)
+    flat = diff.argmax(axis=1)
+    abs_err = diff[np.arange(rows), flat]
+    if not np.isfinite(abs_err).all():
+        return [compare(v, r, rtol, atol, floor) for v, r, floor in zip(values, ref, floors)]
+    scale = np.abs(ref).reshape(rows, -1).max(axis=1)
+    return [
+        _judged(float(e), float(m), int(i), shape, rtol, atol, floor)
+        for e, m, i, floor in zip(abs_err, scale, flat, floors)
+    ]
+
+
+def _judged(abs_err: float, scale: float, flat: int, shape: tuple[int, ...], rtol: float, atol: float,
+            floor: float) -> Comparison:
+    """The comparison of a value whose largest error, abs_err, sits at flat index `flat` of an array
+    of `shape`, against a reference whose largest entry is `scale`."""
     rel_err = abs_err / scale if scale > 0 else (0.0 if abs_err == 0 else np.inf)
-    index = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
+    index = tuple(int(i) for i in np.unravel_index(flat, shape))
     allowed = atol + rtol * scale + floor
     return Comparison(abs_err <= allowed, abs_err, rel_err, index, allowed=allowed, scale=scale)
 

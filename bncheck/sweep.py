@@ -21,7 +21,14 @@ from typing import Any, Callable
 import numpy as np
 
 from bncheck import guards
-from bncheck.compare import TOLERANCES, Comparison, compare, floor_of, rounding_spread
+from bncheck.compare import (
+    TOLERANCES,
+    Comparison,
+    compare,
+    compare_rows,
+    floor_of,
+    rounding_spread,
+)
 from bncheck.loader import Check, Derivation, user_frames
 from bncheck.matrix_free import compare_products, vec_rows
 from bncheck.models import Model
@@ -213,6 +220,8 @@ def _stack_padded(arrays: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarra
 
 
 def _cut(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if array.shape == shape:  # unpadded: a fixed-shape sweep's every draw
+        return array
     return array[tuple(slice(0, s) for s in shape)]
 
 
@@ -257,16 +266,18 @@ class Engine:
         from bncheck.models import concrete
         from bncheck.references import output_axes, output_shapes_at
 
+        key = tuple(dims.items())
+        if key in self._exact:
+            return self._exact[key]
         if not self.model.paddable:
             # A model file's shapes need not be linear in its dims (a strided convolution), so they
             # are traced at each distinct shape; such models compile per shape anyway.
-            key = tuple(dims.items())
-            if key not in self._exact:
-                self._exact[key] = output_shapes_at(self.model, self.cfg, dims)
-            return self._exact[key]
-        if self._axes is None:
-            self._axes = output_axes(self.model, self.cfg)
-        return {name: concrete(axes, dims) for name, axes in self._axes.items()}
+            self._exact[key] = output_shapes_at(self.model, self.cfg, dims)
+        else:
+            if self._axes is None:
+                self._axes = output_axes(self.model, self.cfg)
+            self._exact[key] = {name: concrete(axes, dims) for name, axes in self._axes.items()}
+        return self._exact[key]
 
     def bucket(self, dims: dict[str, int], dense_bytes: Callable[[dict[str, int]], int] | None = None) -> dict[str, int]:
         """The padded shape a draw is computed at: one bucket for the whole sweep where the model
@@ -713,7 +724,10 @@ def _check_one(
     floors = [0.0] * len(refs) if rough is None else [
         floor_of(rounding_spread(r, q), settings.dtype) for r, q in zip(refs, _rows(c, rough))
     ]
-    results = [compare(g, r, settings.rtol, settings.atol, floor) for g, r, floor in zip(values, refs, floors)]
+    if c.kind == "jvp":
+        results = compare_rows(got, ref, settings.rtol, settings.atol, floors)
+    else:
+        results = [compare(got, ref, settings.rtol, settings.atol, floors[0])]
     if all(r.problem is None for r in results):
         guards.check_invariant(tally, draw, ctx, got, invariant)
     verdict = Verdict(tally, draw, results, values, refs, floored=rough is not None)

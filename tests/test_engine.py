@@ -196,3 +196,23 @@ def test_replay_points_at_a_failing_draw_not_the_largest_ratio(run, tmp_path):
 
     replay = CliRunner().invoke(app, shlex.split(check.replay)[1:])
     assert replay.exit_code == 1
+
+
+def test_comparing_the_directions_together_equals_comparing_each():
+    from bncheck.compare import compare, compare_rows
+
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal((3, 5, 4))
+    floors = [0.0, 1e-3, 0.5]
+    cases = {
+        "close": [r + 1e-9 * rng.standard_normal(r.shape) for r in ref],
+        "one off": [ref[0], ref[1] * 2, ref[2]],
+        "zero row": [r for r in ref[:2]] + [np.zeros((5, 4))],
+        "nan": [ref[0], np.where(np.eye(5, 4) > 0, np.nan, ref[1]), ref[2]],
+        "wrong shape": [ref[0], ref[1].T, ref[2]],
+        "float32": [r.astype(np.float32) for r in ref],
+    }
+    ref[2] *= 0.0  # a direction whose reference is zero
+    for name, values in cases.items():
+        together = compare_rows(values, ref, 1e-8, 1e-12, floors)
+        assert together == [compare(v, r, 1e-8, 1e-12, f) for v, r, f in zip(values, ref, floors)], name
