@@ -6,6 +6,7 @@ JAX is imported only inside `verify`, so `--help` and `models` answer at once.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from contextlib import contextmanager
@@ -330,4 +331,10 @@ def centering(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # Interpreter shutdown collects every object a sweep leaves behind, most of them JAX's: 0.2 s
+        # on this project's 2-core machine, for nothing, as the process is ending. Frozen, they are
+        # left to the operating system.
+        gc.freeze()
