@@ -431,7 +431,7 @@ def targets(rows: list[Row], floors: dict[str, Row]) -> list[str]:
     return out
 
 
-def machine() -> list[str]:
+def machine(load: tuple[float, float, float]) -> list[str]:
     import jax
 
     lines = [f"- Python {platform.python_version()}, jax {jax.__version__}, numpy {np.__version__}"]
@@ -446,7 +446,10 @@ def machine() -> list[str]:
         keep = ("Architecture", "Model name", "CPU(s)", "Thread(s) per core", "L3 cache")
         pairs = (line.split(":", 1) for line in info.splitlines() if ":" in line)
         lines += [f"- {key.strip()}: {value.strip()}" for key, value in pairs if key.strip() in keep]
-    lines.append(f"- load average at the start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    lines.append(f"- load average at the start: {', '.join(f'{x:.2f}' for x in load)}")
+    platforms = sorted({d.platform for d in jax.devices()})
+    lines.append(f"- JAX sees: {', '.join(platforms)}" + ("" if "gpu" in platforms else
+                 " (no GPU: every figure here is CPU; README \"GPU\" has the GPU measurement)"))
     return lines
 
 
@@ -469,6 +472,7 @@ def main() -> None:
 
     import jax
 
+    load = os.getloadavg()
     jax.config.update("jax_enable_x64", True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -502,7 +506,7 @@ def main() -> None:
     if args.no_write:
         return
     doc = ["# Benchmarks", "", f"Written by `{command.strip()}` ({time.strftime('%Y-%m-%d')}).", "",
-           "## Machine", "", *machine(), "",
+           "## Machine", "", *machine(load), "",
            "## Targets (issue 3)", "", *goals, "",
            "## Reading these figures", "", *NOTES, "",
            "## All figures", "",
