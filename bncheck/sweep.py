@@ -393,7 +393,7 @@ def _settle(engine: Engine, checks: list[Check], waiting: list[Verdict], on_phas
     plan, extract = _main_plan(engine, checks, fields=())
     needy = list({id(v.draw): v.draw for v in waiting if v.needs_floor}.values())
     if needy:
-        on_phase(f"float32 references for the {len(needy)} draws that fail without the noise floor")
+        on_phase(f"float32 references behind the noise floor, for {len(needy)} of the draws")
         chunk = min(CHUNK, len(needy))
         _references(engine, engine.compiled(plan, ("rough",)), needy, extract, lambda d: engine.bucket(d.dims),
                     lambda bucket: chunk)
