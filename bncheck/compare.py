@@ -124,18 +124,17 @@ def compare_rows(values: list, ref: np.ndarray, rtol: float, atol: float, floors
     """compare() of each value against its row of ref (a JVP check's directions), in one pass over
     the stacked rows where every value is a finite float64 array of the row's shape."""
     rows, shape = len(values), ref.shape[1:]
-    if ref.size == 0 or not all(type(v) is np.ndarray and v.dtype == np.float64 and v.shape == shape for v in values):
-        return [compare(v, r, rtol, atol, floor) for v, r, floor in zip(values, ref, floors)]
-    diff = np.abs(np.stack(values) - ref).reshape(rows, -1)
-    flat = diff.argmax(axis=1)
-    abs_err = diff[np.arange(rows), flat]
-    if not np.isfinite(abs_err).all():
-        return [compare(v, r, rtol, atol, floor) for v, r, floor in zip(values, ref, floors)]
-    scale = np.abs(ref).reshape(rows, -1).max(axis=1)
-    return [
-        _judged(float(e), float(m), int(i), shape, rtol, atol, floor)
-        for e, m, i, floor in zip(abs_err, scale, flat, floors)
-    ]
+    if ref.size and all(type(v) is np.ndarray and v.dtype == np.float64 and v.shape == shape for v in values):
+        diff = np.abs(np.stack(values) - ref).reshape(rows, -1)
+        flat = diff.argmax(axis=1)
+        abs_err = diff[np.arange(rows), flat]
+        if np.isfinite(abs_err).all():
+            scale = np.abs(ref).reshape(rows, -1).max(axis=1)
+            return [
+                _judged(float(e), float(m), int(i), shape, rtol, atol, floor)
+                for e, m, i, floor in zip(abs_err, scale, flat, floors)
+            ]
+    return [compare(v, r, rtol, atol, floor) for v, r, floor in zip(values, ref, floors)]
 
 
 def _judged(abs_err: float, scale: float, flat: int, shape: tuple[int, ...], rtol: float, atol: float,
