@@ -334,7 +334,8 @@ def bncheck_rows(case: str, trials: int, shape, config: Path | None, env: dict, 
     inproc = verify(None, config=config, **flags)
     in_process = time.perf_counter() - start
     assert inproc.passed and report["passed"], "the closed form must pass"
-    note = f"{report['redrawn']} draws redrawn off a relu kink" if report["redrawn"] else ""
+    redrawn = report["redrawn"]
+    note = f"{redrawn} draw{'s' if redrawn != 1 else ''} redrawn off a relu kink" if redrawn else ""
     return [Row(case, "bncheck" + (" (warm cache)" if warm else ""), seconds, trials, trials, note, in_process)]
 
 
