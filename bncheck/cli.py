@@ -60,6 +60,10 @@ AtolOption = _setting(float, "--atol", "Absolute tolerance. [default: by dtype]"
 RequireOption = _setting(str, "--require", "Checks that must be defined: all, or names such as beta,gamma,jac_B_G1.")
 JsonOption = _setting(str, "--json", "Write the JSON report here ('-' for standard output, table off).")
 JunitOption = _setting(str, "--junit", "Write a JUnit XML report here.")
+MaxMemoryOption = _setting(
+    float, "--max-memory-mb", "What the run may hold in memory at once; draws are checked in chunks that fit, "
+    "and a shape or file that cannot fit is refused before it is allocated. [default: 4096]"
+)
 DebugOption = Annotated[bool, typer.Option(help="Show tracebacks for errors.")]
 
 
@@ -109,6 +113,7 @@ def verify(
         float, "--max-jacobian-mb", "Dense Jacobians larger than this are skipped; over a sixteenth of it, they are "
         "checked by products with jax.jvp / jax.vjp. [default: 256]"
     ) = None,
+    max_memory_mb: MaxMemoryOption = None,
     json_path: JsonOption = None,
     junit: JunitOption = None,
     reference: _setting(
@@ -122,7 +127,7 @@ def verify(
         model=model, activation=activation, ddof=ddof, eps=eps, outputs=outputs, layout=layout, layers=layers,
         loss=loss, stride=stride, padding=padding, trials=trials, seed=seed,
         shape=shape, dtype=dtype, device=device, rtol=rtol, atol=atol, require=require,
-        max_jacobian_mb=max_jacobian_mb, json=json_path, junit=junit, reference=reference,
+        max_jacobian_mb=max_jacobian_mb, max_memory_mb=max_memory_mb, json=json_path, junit=junit, reference=reference,
     )
     with _one_line_errors(debug):
         from bncheck.settings import resolve
@@ -199,6 +204,7 @@ def case_export(
     format: Annotated[
         str | None, typer.Option(help="json | npz | csv (a folder). [default: npz for a .npz --out, else json]")
     ] = None,
+    max_memory_mb: MaxMemoryOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Write one draw: its settings, every input and parameter, and the forward record.
@@ -220,7 +226,7 @@ def case_export(
     flags = {
         "model": model, "activation": activation, "ddof": ddof, "eps": eps, "outputs": outputs, "layout": layout,
         "layers": layers, "loss": loss, "stride": stride, "padding": padding, "seed": seed, "shape": shape,
-        "dtype": dtype,
+        "dtype": dtype, "max_memory_mb": max_memory_mb,
     }
     with _one_line_errors(debug):
         from bncheck.settings import resolve
@@ -240,6 +246,7 @@ def verify_values(
     require: RequireOption = None,
     json_path: JsonOption = None,
     junit: JunitOption = None,
+    max_memory_mb: MaxMemoryOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Check gradients and Jacobians computed elsewhere on an exported case, reporting as verify does.
@@ -248,7 +255,9 @@ def verify_values(
     of numbers fails its check and says so; a name that matches no function is an error like a
     misspelt function; jvp_ values are not accepted (a case carries no direction V).
     """
-    flags = {"rtol": rtol, "atol": atol, "require": require, "json": json_path, "junit": junit}
+    flags = {
+        "rtol": rtol, "atol": atol, "require": require, "json": json_path, "junit": junit, "max_memory_mb": max_memory_mb,
+    }
     with _one_line_errors(debug):
         from bncheck.case import verify_values as run_values
 

@@ -50,6 +50,9 @@ class Settings:
     atol: float = TOLERANCES["float64"].atol
     require: tuple[str, ...] = ()
     max_jacobian_mb: float = 256.0
+    # What a run may hold at once: draws stream through the references in chunks sized to it, and a
+    # shape or file that would not fit is refused before anything is allocated.
+    max_memory_mb: float = 4096.0
     reference: str = "autodiff"
     json: str | None = None
     junit: str | None = None
@@ -99,6 +102,7 @@ _TYPES: dict[str, type] = {
     "atol": float,
     "require": str,
     "max_jacobian_mb": float,
+    "max_memory_mb": float,
     "json": str,
     "junit": str,
     "reference": str,
@@ -290,8 +294,10 @@ def _validate(s: Settings, model: Model) -> None:
         path = getattr(s, name)
         if path and path != "-" and not Path(path).resolve().parent.is_dir():
             raise SettingsError(f"{name}: cannot write {path}: no such folder {Path(path).resolve().parent}")
-    if not s.max_jacobian_mb > 0:
-        raise SettingsError(f"max_jacobian_mb: must be > 0, got {s.max_jacobian_mb}")
+    for name in ("max_jacobian_mb", "max_memory_mb"):
+        value = getattr(s, name)
+        if not (math.isfinite(value) and value > 0):
+            raise SettingsError(f"{name}: must be a finite number > 0, got {value}")
     for dims in [dict(s.shape)] if s.shape is not None else _corners(s.sweep):
         problem = model.check_dims(dims, s.model_options(model))
         if problem:
