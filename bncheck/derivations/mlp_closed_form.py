@@ -8,6 +8,10 @@ product, 1 a column of M ones, δ⁽ˡ⁾ = ∂R/∂z⁽ˡ⁾ (n_l × M, one col
     ∂R/∂W⁽ˡ⁾ = δ⁽ˡ⁺¹⁾ a⁽ˡ⁾ᵀ                         (n_{l+1} × M)(M × n_l): the shape of W⁽ˡ⁾
     ∂R/∂b⁽ˡ⁾ = δ⁽ˡ⁺¹⁾ 1                             the sum over examples
 
+For the softmax, the true class's entry of ŷ − Y is computed as minus the sum of the other classes'
+probabilities (Σ ŷ = 1 down each column): a confident ŷ_t ≈ 1 in float32 keeps only 2⁻²⁴ of 1 − ŷ_t,
+while the small probabilities keep their own relative precision.
+
 The sum over the batch is the matrix product itself (seed 003: "通过乘积来做加和"), and the 1/M of
 the mean loss enters once, in δ⁽ᴸ⁺¹⁾. f′ is the forward's da⁽ˡ⁾ (relu′(0) = 0).
 
@@ -23,7 +27,12 @@ MAX_LAYERS = 8
 def _deltas(ctx):
     """{l: δ⁽ˡ⁾} for l = L + 1 down to 2."""
     L = ctx.layers
-    delta = {L + 1: (np.asarray(ctx.yhat) - np.asarray(ctx.Y)) / ctx.M}
+    yhat, Y = np.asarray(ctx.yhat), np.asarray(ctx.Y)
+    if ctx.loss == "xent":
+        others = ((1 - Y) * yhat).sum(axis=0)
+        delta = {L + 1: ((1 - Y) * yhat - Y * others[None, :]) / ctx.M}
+    else:
+        delta = {L + 1: (yhat - Y) / ctx.M}
     for l in range(L, 1, -1):
         W = np.asarray(getattr(ctx, f"W{l}"))
         delta[l] = (W.T @ delta[l + 1]) * np.asarray(getattr(ctx, f"da{l}"))
