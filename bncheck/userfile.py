@@ -1,0 +1,87 @@
+"""The boundary around a user's code: what it may not do to the process that checks it.
+
+A derivation runs inside bncheck's own process, beside the references and comparisons that judge it.
+`guarded()` is entered before a user's file is imported and left when the report is built; while it
+holds:
+
+- `os._exit` raises instead of ending the process, so no function (and no thread it started) can end a
+  run with exit status 0 before a verdict exists;
+- an exception a user's thread leaves unhandled, or one raised in a `__del__`, is kept quiet instead
+  of printing a traceback into the report's stream;
+- every function of NumPy, JAX, `math`, `builtins` and bncheck's own modules, and the ctx class, is
+  noted before user code runs and compared after: a file that replaced one (`np.abs = ...`, a patched
+  `jax.grad`, `Ctx.__getattr__`) could make every check pass, so the run is refused, with the names.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bncheck.errors import BncheckError
+
+
+class ExitCalled(BaseException):
+    """A user's code called os._exit, which bncheck does not let end its process."""
+
+
+def _exit(status: int = 0) -> None:
+    raise ExitCalled(f"os._exit({status}) was called; bncheck does not let a user's code end the process")
+
+
+def _watched() -> list:
+    import jax
+    import jax.numpy
+    import numpy
+
+    from bncheck.draws import Ctx
+
+    modules = [numpy, numpy.linalg, jax, jax.numpy, jax.lax, jax.random, jax.tree_util, builtins, math, os]
+    modules += [m for name, m in list(sys.modules.items()) if name == "bncheck" or name.startswith("bncheck.")]
+    return [*modules, Ctx]
+
+
+def _snapshot(watched: list) -> list[tuple[object, dict[str, object]]]:
+    return [(owner, {key: value for key, value in list(vars(owner).items()) if callable(value)}) for owner in watched]
+
+
+def _name(owner, key: str) -> str:
+    return f"{getattr(owner, '__module__', None) or ''}.{owner.__name__}.{key}".lstrip(".") if isinstance(owner, type) \
+        else f"{owner.__name__}.{key}"
+
+
+@contextmanager
+def guarded() -> Iterator[None]:
+    """See the module docstring. Raises BncheckError on leaving when a watched function was replaced
+    (after putting it back)."""
+    import bncheck.check  # noqa: F401 - every module that judges must be watched before user code runs
+    import bncheck.engine  # noqa: F401
+    import bncheck.sweep  # noqa: F401
+
+    before = _snapshot(_watched())
+    hooks = (os._exit, threading.excepthook, sys.unraisablehook)
+    os._exit = _exit
+    threading.excepthook = lambda args: None
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        yield
+    finally:
+        os._exit, threading.excepthook, sys.unraisablehook = hooks
+        replaced = []
+        for owner, functions in before:
+            now = vars(owner)
+            for key, was in functions.items():
+                if now.get(key) is not was:
+                    replaced.append(_name(owner, key))
+                    setattr(owner, key, was)
+        if replaced:
+            raise BncheckError(
+                f"derivation: the code under test replaced {', '.join(sorted(replaced)[:5])}"
+                f"{f' and {len(replaced) - 5} more' if len(replaced) > 5 else ''}, which bncheck's references "
+                f"and comparisons rely on; nothing it computed can be trusted, so nothing is reported"
+            )
