@@ -74,13 +74,13 @@ def draws_for(trials: int, shape: tuple[int, int, int] | None, config: Path | No
     """The arrays bncheck's sweep samples (first attempt) for seeds 0 .. trials-1."""
     from bncheck.models import get_model
     from bncheck.settings import resolve
-    from bncheck.sweep import _sample, plan_draws
+    from bncheck.draws import plan, sample
 
     model = get_model("bn-mlp")
     settings = resolve(_settings_flags(trials, shape), config)
-    draws = plan_draws(settings)
+    draws = list(plan(settings, model))
     for d in draws:
-        _sample(model, d, "float64", {"G1", "gamma", "beta"})
+        sample(model, d, "float64", {"G1", "gamma", "beta"})
     return [{**d.arrays, **{f"V_{t}": v for t, v in d.directions.items()}} for d in draws]
 
 

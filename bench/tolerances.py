@@ -8,6 +8,7 @@ is of atol + rtol max|ref| alone, an upper bound. Usage:
 
     python bench/tolerances.py --trials 10000                 # closed-form, relu, ddof 0, eps 1e-5
     python bench/tolerances.py --trials 2000 --ddof 1 --eps 0 --activation tanh
+    python bench/tolerances.py --model mlp --loss xent --layers 4 --dtype float32 --trials 100000
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import numpy as np
 
 from bncheck.compare import TOLERANCES
+from bncheck.engine import Engine, scope
 from bncheck.loader import load_derivation
 from bncheck.models import get_model
 from bncheck.settings import resolve
@@ -33,37 +35,47 @@ def main() -> None:
     parser.add_argument("--activation", default="relu")
     parser.add_argument("--ddof", type=int, default=0)
     parser.add_argument("--eps", type=float, default=1e-5)
+    parser.add_argument("--model", default="bn-mlp")
+    parser.add_argument("--loss", default=None, help="mlp: mse | xent")
+    parser.add_argument("--layers", type=int, default=None, help="mlp: number of layers")
     parser.add_argument("--config", default=None)
     args = parser.parse_args()
 
     for dtype in args.dtype or ["float64", "float32"]:
-        settings = resolve(
-            dict(trials=args.trials, dtype=dtype, activation=args.activation, ddof=args.ddof, eps=args.eps),
-            args.config,
-        )
+        flags = dict(trials=args.trials, dtype=dtype, model=args.model, activation=args.activation,
+                     loss=args.loss, layers=args.layers)
+        if args.model in ("bn-mlp", "bn-layer"):
+            flags.update(ddof=args.ddof, eps=args.eps)
+        settings = resolve(flags, args.config)
         model = get_model(settings.model, settings.to_dict())
-        result = run_sweep(model, settings, load_derivation(args.derivation, model))
-        N_of = {d.seed: d.dims["N"] for d in result.draws}
-        draw_of = {d.seed: d for d in result.draws}
+        # Per check, every judged draw: (max rel err, share of the allowance used, N, case id).
+        judged: dict[str, list[tuple[float, float, int, str]]] = {}
+
+        def note(check, draw, result) -> None:
+            if result.problem is None:
+                used = result.abs_err / result.allowed if result.allowed > 0 else float(result.abs_err > 0)
+                judged.setdefault(check.name, []).append((result.rel_err, used, draw.dims.get("N", draw.dims.get("M")), draw.case_id(dtype)))
+
+        with scope(settings.device):
+            result = run_sweep(Engine(model, settings), load_derivation(args.derivation, model), on_compared=note)
         tol = TOLERANCES[dtype]
-        print(f"\n{dtype}: {args.trials} draws, {result.redrawn} redrawn off a relu kink; "
+        print(f"\n{dtype}: {args.model} {', '.join(f'{k} {v}' for k, v in settings.model_options(model).items())}; {args.trials} draws, {result.redrawn} redrawn off a relu kink; "
               f"default rtol {tol.rtol:g}, atol {tol.atol:g}")
         print(f"{'check':12} {'N':>7} {'draws':>6} {'median':>9} {'p99':>9} {'p99.9':>9} {'max':>9}")
         for name, tally in result.tallies.items():
-            errors = np.array(tally.rel_errors)
-            assert len(errors) == len(N_of), "every draw must have been compared"
-            N = np.array([N_of[seed] for seed in tally.seeds])
+            rows = judged.get(name, [])
+            assert len(rows) == result.draws, "every draw must have been compared"
+            errors = np.array([r[0] for r in rows])
+            N = np.array([r[2] for r in rows])
             for lo, hi in BANDS:
                 band = errors[(N >= lo) & (N <= hi)]
                 if band.size:
                     label = f"{lo}" if lo == hi else f"{lo}-{hi if hi < 10**9 else ''}"
                     q = np.quantile(band, [0.5, 0.99, 0.999])
                     print(f"{name:12} {label:>7} {band.size:6d} {q[0]:9.1e} {q[1]:9.1e} {q[2]:9.1e} {band.max():9.1e}")
-            worst = draw_of[tally.seeds[int(np.argmax(errors))]]
-            used = np.array(tally.used)
-            closest = draw_of[tally.seeds[int(np.argmax(used))]]
-            print(f"{'':12} worst rel err {errors.max():.2e} at {worst.case_id(dtype)}; "
-                  f"most of the allowance used: {used.max():.2g} at {closest.case_id(dtype)}; "
+            used = np.array([r[1] for r in rows])
+            print(f"{'':12} worst rel err {errors.max():.2e} at {rows[int(np.argmax(errors))][3]}; "
+                  f"most of the allowance used: {used.max():.2g} at {rows[int(np.argmax(used))][3]}; "
                   f"failures: {tally.failures}")
 
 

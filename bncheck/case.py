@@ -36,7 +36,9 @@ from bncheck.errors import CaseError
 from bncheck.loader import Derivation, parse_check, unknown_name
 from bncheck.models import OPTION_DEFAULTS, Model, get_model
 from bncheck.settings import Settings, _typed, resolve
-from bncheck.sweep import Draw, Engine, run_sweep
+from bncheck.draws import Draw, plan
+from bncheck.engine import Engine, scope
+from bncheck.sweep import prepare, run_sweep
 
 if TYPE_CHECKING:
     from bncheck.report import Report
@@ -44,6 +46,10 @@ if TYPE_CHECKING:
 FORMATS = ("json", "npz", "csv")
 SETTINGS_FILE = "settings.json"
 FORWARD = "forward"
+# What writing one entry of a case holds at once, by layout: JSON makes a Python float and its text
+# for each (measured: 8.8 GB for the 99 million entries at N=1000000,p1=16,p2=16), NPZ and CSV
+# about three copies of the array.
+WRITTEN_BYTES = {"json": 100, "npz": 24, "csv": 24}
 # Beside the model's own options (activation, ddof, eps for bn-mlp), what fixes a draw.
 DRAW_SETTINGS = ("dtype", "seed", "shape")
 
@@ -69,7 +75,19 @@ def export_case(settings: Settings, out: Path, fmt: str) -> None:
     seed draws from the sweep ranges), relu-kink redraws included."""
     model = get_model(settings.model, settings.to_dict())
     one = replace(settings, trials=1)
-    draw = run_sweep(model, one, Derivation(name="case export", file="")).draws[0]
+    with scope(settings.device):
+        engine = Engine(model, one)
+        draw = next(iter(plan(one, model)))
+        entries = sum(map(math.prod, [*engine.arrays(draw.dims).values(), *engine.output_shapes(draw.dims).values()]))
+        if entries * WRITTEN_BYTES[fmt] > engine.budget:
+            raise CaseError(
+                f"max_memory_mb: writing the case at {_dims(draw.dims)} as {fmt} takes about "
+                f"{entries * WRITTEN_BYTES[fmt] / 2**20:,.0f} MB, over --max-memory-mb {settings.max_memory_mb:g}; "
+                f"export a smaller shape{', or use --format npz' if fmt != 'npz' else ''}, or raise --max-memory-mb"
+            )
+        # The draw as the sweep prepares it: sampled, then redrawn off any relu kink.
+        prepare(engine, [], [draw], {}, {}, engine.chunk([], 1))
+        forward = engine.forward_record(draw, settings.dtype)
     header = {
         "model": model.name,
         "settings": {
@@ -78,18 +96,7 @@ def export_case(settings: Settings, out: Path, fmt: str) -> None:
         },
         "attempt": draw.attempt,
     }
-    _write(out, fmt, header, draw.arrays, _forward_record(model, one, draw))
-
-
-def _forward_record(model: Model, settings: Settings, draw: Draw) -> dict[str, np.ndarray]:
-    """The ctx fields a derivation sees on this draw, computed in the run's dtype as verify does."""
-    from bncheck.references import Plan, build
-
-    engine = Engine(model, settings)
-    record: dict[str, np.ndarray] = {}
-    engine.run_batched(build(model, engine.cfg, Plan()), [draw], draw.dims, np.dtype(settings.dtype),
-                       lambda _, out: record.update(out["fwd"]), chunk=1)
-    return record
+    _write(out, fmt, header, draw.arrays, forward)
 
 
 def _table(name: str, a: np.ndarray) -> np.ndarray:
@@ -300,9 +307,10 @@ def verify_values(case_path: Path, values_path: Path, flags: dict[str, Any]) -> 
     from bncheck.report import build_report
 
     case = read_case(case_path, flags)
-    derivation, problems = read_values(values_path, case)
-    sweep = run_sweep(case.model, case.settings, derivation, draws=[case.draw()])
-    report = build_report(case.model, case.settings, derivation, sweep)
+    with scope(case.settings.device):
+        derivation, problems = read_values(values_path, case)
+        sweep = run_sweep(Engine(case.model, case.settings), derivation, draws=[case.draw()])
+        report = build_report(case.model, case.settings, derivation, sweep)
     replay = shlex.join(["bncheck", "verify-values", str(case_path), str(values_path)])
     for result in report.checks:
         if result.name in problems:

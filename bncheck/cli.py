@@ -64,6 +64,10 @@ MaxMemoryOption = _setting(
     float, "--max-memory-mb", "What the run may hold in memory at once; draws are checked in chunks that fit, "
     "and a shape or file that cannot fit is refused before it is allocated. [default: 4096]"
 )
+TimeoutOption = _setting(
+    float, "--timeout", "Seconds one call of a derivation function may take; a slower call fails its check "
+    "(0: no limit). [default: 60]"
+)
 DebugOption = Annotated[bool, typer.Option(help="Show tracebacks for errors.")]
 
 
@@ -114,6 +118,7 @@ def verify(
         "checked by products with jax.jvp / jax.vjp. [default: 256]"
     ) = None,
     max_memory_mb: MaxMemoryOption = None,
+    timeout: TimeoutOption = None,
     json_path: JsonOption = None,
     junit: JunitOption = None,
     reference: _setting(
@@ -127,7 +132,7 @@ def verify(
         model=model, activation=activation, ddof=ddof, eps=eps, outputs=outputs, layout=layout, layers=layers,
         loss=loss, stride=stride, padding=padding, trials=trials, seed=seed,
         shape=shape, dtype=dtype, device=device, rtol=rtol, atol=atol, require=require,
-        max_jacobian_mb=max_jacobian_mb, max_memory_mb=max_memory_mb, json=json_path, junit=junit, reference=reference,
+        max_jacobian_mb=max_jacobian_mb, max_memory_mb=max_memory_mb, timeout=timeout, json=json_path, junit=junit, reference=reference,
     )
     with _one_line_errors(debug):
         from bncheck.settings import resolve

@@ -73,7 +73,7 @@ def centering(steps: int = 40, lr: float = 1.0, seed: int = 0, dims: dict[str, i
 
     from bncheck.loader import load_derivation
     from bncheck.models import get_model
-    from bncheck.sweep import Ctx
+    from bncheck.draws import Ctx
 
     jax.config.update("jax_enable_x64", True)
     dims = dict(dims or DEFAULT_DIMS)

@@ -14,23 +14,6 @@ import numpy as np
 from bncheck.compare import Comparison, as_array, compare, noise_floor
 
 REFERENCE = "jax.jvp/jax.vjp products"
-# A dense Jacobian reference larger than this share of --max-jacobian-mb is replaced by products.
-SHARE_OF_BUDGET = 1 / 16
-
-
-def vec_rows(stack: np.ndarray) -> np.ndarray:
-    """(D, *shape) -> (D, prod(shape)): the column-major vec of each of the D arrays."""
-    return np.stack([a.reshape(-1, order="F") for a in stack])
-
-
-def sample(draw, target: str, target_shape: tuple[int, ...], output: str, output_shape: tuple[int, ...],
-           count: int, dtype: str) -> None:
-    """The draw's probe vectors, from their own stream: draw t's other arrays are unchanged."""
-    rng = np.random.default_rng([draw.seed, 3, draw.attempt])
-    probes = {f"v:{target}": (count, *target_shape), f"u:{output}": (count, *output_shape)}
-    for key, shape in probes.items():
-        if key not in draw.probes:
-            draw.probes[key] = rng.standard_normal(shape).astype(dtype).astype(np.float64)
 
 
 def compare_products(got, ref: dict, rough: dict, v: np.ndarray, u: np.ndarray, rtol: float, atol: float,

@@ -53,6 +53,8 @@ class Settings:
     # What a run may hold at once: draws stream through the references in chunks sized to it, and a
     # shape or file that would not fit is refused before anything is allocated.
     max_memory_mb: float = 4096.0
+    # Seconds one call of a derivation function may take before its check fails (0: no limit).
+    timeout: float = 60.0
     reference: str = "autodiff"
     json: str | None = None
     junit: str | None = None
@@ -103,6 +105,7 @@ _TYPES: dict[str, type] = {
     "require": str,
     "max_jacobian_mb": float,
     "max_memory_mb": float,
+    "timeout": float,
     "json": str,
     "junit": str,
     "reference": str,
@@ -286,7 +289,7 @@ def _validate(s: Settings, model: Model) -> None:
         raise SettingsError(f"reference: unknown reference {s.reference!r}; choose one of {', '.join(REFERENCES)}")
     if s.device not in DEVICES:
         raise SettingsError(f"device: unknown device {s.device!r}; choose one of {', '.join(DEVICES)}")
-    for name in ("rtol", "atol"):
+    for name in ("rtol", "atol", "timeout"):
         value = getattr(s, name)
         if not math.isfinite(value) or value < 0:
             raise SettingsError(f"{name}: must be a finite number >= 0, got {value}")

@@ -5,7 +5,7 @@ The search is greedy and bounded: each round proposes smaller shapes than the cu
 dimension at its lower bound, every dimension halved toward it, and one dimension at a time to its
 lower bound, halfway, or one less), each with the current seed and then with other seeds, as many
 draws as one batch of the sweep. They go through the sweep's own machinery (sweep.prepare and
-sweep.check_draw), zero-padded into the sweep's bucket, so a round is one call of the reference the
+check.Checker), zero-padded into the sweep's bucket, so a round is one call of the reference the
 sweep already compiled, and only the failing check is called. The smallest candidate that fails the
 same way becomes the current case; the search stops when none does, or after MAX_ROUNDS. Candidates
 are ordered, never random, so the same run gives the same smallest case. Models that cannot pad would
@@ -24,20 +24,13 @@ import itertools
 
 import numpy as np
 
+from bncheck.check import Checker, Tally
 from bncheck.diagnose import diagnose
+from bncheck.draws import Draw
+from bncheck.engine import Engine, Record
 from bncheck.loader import Check, Derivation
 from bncheck.models import Model
-from bncheck.settings import Settings
-from bncheck.sweep import (
-    CHUNK,
-    Draw,
-    Engine,
-    SweepResult,
-    Tally,
-    check_draw,
-    full_precision,
-    prepare,
-)
+from bncheck.sweep import SweepResult, prepare
 
 MAX_ROUNDS = 8
 MARGIN = 2.0
@@ -100,22 +93,23 @@ def _round(shapes: list[dict[str, int]], seed: int, batch: int) -> list[Draw]:
     return [Draw(s, dict(dims)) for s, dims in itertools.islice(pairs, batch)]
 
 
-def _evaluate(engine: Engine, derivation: Derivation, check: Check, draws: list[Draw]) -> list[str | None]:
+def _evaluate(engine: Engine, derivation: Derivation, check: Check, draws: list[Draw], chunk: int) -> list[str | None]:
     # The references of the sweep's other checks come along, so that the compiled plans are the
     # sweep's own; dense Jacobians are left out unless this check is one.
     needed = [c for c in derivation.checks.values() if c.kind != "jacobian" or check.kind == "jacobian"]
-    prepare(engine, needed, draws, {c.name: Tally(c) for c in needed})
-    verdicts = []
-    for draw in draws:
-        tally = {check.name: Tally(check)}
-        check_draw(engine, derivation, [check], draw, tally)
-        verdicts.append(_failure(tally[check.name]))
-    return verdicts
+    records: dict[int, Record] = {}
+    prepare(engine, needed, draws, records, {c.name: Tally(c) for c in needed}, chunk)
+    checker = Checker(derivation, engine.settings, engine.cfg, {})
+    tallies = [{check.name: Tally(check)} for _ in draws]
+    waiting = [v for draw, tally in zip(draws, tallies) for v in checker.draw([check], draw, records[id(draw)], tally)]
+    for passes in {v.needs for v in waiting}:
+        engine.references([c for c in needed if c.kind != "jacobian"], [v.draw for v in waiting if v.needs == passes], records, chunk, passes, fields=())
+    for verdict in waiting:
+        verdict.settle(engine.settings.dtype)
+    return [_failure(tally[check.name]) for tally in tallies]
 
 
-def smallest_case(
-    engine: Engine, derivation: Derivation, tally: Tally, lower: dict[str, int], batch: int = CHUNK
-) -> Draw | None:
+def smallest_case(engine: Engine, derivation: Derivation, tally: Tally, lower: dict[str, int], batch: int) -> Draw | None:
     """The smallest draw found that fails `tally`'s check the way the sweep's failing draw does, or None
     when that draw, recomputed on its own, does not fail clearly enough to stand for a replay."""
     start = _start(tally)
@@ -131,7 +125,7 @@ def smallest_case(
         if kind is None:
             # The first round labels the failing draw itself, judged like every candidate.
             draws = [Draw(start.seed, dict(start.dims)), *draws[: batch - 1]]
-        verdicts = _evaluate(engine, derivation, tally.check, draws)
+        verdicts = _evaluate(engine, derivation, tally.check, draws, batch)
         if kind is None:
             kind = verdicts[0]
             if kind is None:
@@ -143,16 +137,15 @@ def smallest_case(
     return Draw(best.seed, dict(best.dims))
 
 
-def shrink_failures(model: Model, settings: Settings, derivation: Derivation, sweep: SweepResult) -> None:
+def shrink_failures(derivation: Derivation, sweep: SweepResult) -> None:
     """Sets `smallest` on every failed tally of the sweep (the report's `smallest` and `replay`)."""
+    engine, settings = sweep.engine, sweep.engine.settings
     failed = [t for t in sweep.tallies.values() if t.error is not None or t.failures]
-    if not failed or not model.paddable:
+    if not failed or not engine.model.paddable:
         return  # a model that cannot pad would compile every candidate shape: the replay stays as it is
     lower = {name: lo for name, (lo, _) in settings.sweep.items()}
-    # As many draws a round as the sweep's own batches, so its compiled references serve unchanged.
-    engine, batch = sweep.engine, min(CHUNK, len(sweep.draws))
     if settings.shape is not None:
         engine = engine.padded_to(dict(settings.shape))
-    with full_precision():
-        for tally in failed:
-            tally.smallest = smallest_case(engine, derivation, tally, lower, batch)
+    # As many draws a round as the sweep's own calls, so its compiled references serve unchanged.
+    for tally in failed:
+        tally.smallest = smallest_case(engine, derivation, tally, lower, sweep.chunk)

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from bncheck.models import OPTION_DEFAULTS, get_model
-from bncheck.sweep import Ctx
+from bncheck.draws import Ctx
 
 
 def load_module(path):

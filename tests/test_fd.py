@@ -9,12 +9,10 @@ from conftest import DERIVATIONS, SMALL
 from typer.testing import CliRunner
 
 from bncheck.cli import app
-from bncheck.fd import triangulate
 from bncheck.loader import load_derivation
 from bncheck.models import get_model
-from bncheck.report import build_report
+from bncheck.pipeline import check
 from bncheck.settings import resolve
-from bncheck.sweep import run_sweep
 
 
 def _references(report) -> dict[str, dict]:
@@ -66,9 +64,7 @@ def test_autodiff_that_disagrees_with_the_forward_values_is_flagged():
         base, forward=lambda cfg, masks, **a: base.forward(cfg, masks, **{**a, "gamma": doubled_tangent(a["gamma"])})
     )
     derivation = load_derivation("closed-form", model)
-    sweep = run_sweep(model, settings, derivation)
-    triangulate(model, settings, derivation, sweep)
-    report = build_report(model, settings, derivation, sweep)
+    report = check(model, settings, derivation)
     refs = _references(report)
     assert refs["grad_gamma"] == {"jax.grad": False, "fd": True}
     assert refs["grad_beta"] == {"jax.grad": True, "fd": True}
@@ -97,9 +93,9 @@ def test_an_unknown_reference_is_a_one_line_error():
 def test_differences_across_a_relu_kink_give_no_opinion(run, monkeypatch):
     """With a step this large every perturbed forward moves some pre-activation across 0: those
     quotients straddle the kink, so they must be left out rather than compared."""
-    import bncheck.fd
+    import bncheck.references
 
-    monkeypatch.setattr(bncheck.fd, "_STEP", 10.0)
+    monkeypatch.setattr(bncheck.references, "FD_STEP", 10.0)
     report = run("closed-form", reference="fd", trials=4)
     assert report.passed
     refs = _references(report)

@@ -9,12 +9,10 @@ from conftest import DERIVATIONS, SMALL
 from typer.testing import CliRunner
 
 from bncheck.cli import app
-from bncheck.guards import warn
 from bncheck.loader import load_derivation
 from bncheck.models import get_model
-from bncheck.report import build_report
+from bncheck.pipeline import check
 from bncheck.settings import resolve
-from bncheck.sweep import run_sweep
 
 EPS_0 = {"ddof": 1, "eps": 0.0}
 # At p1 = 1 and eps = 0 every column of G1 is a scalar, and batch norm undoes its scale: R does not
@@ -77,9 +75,7 @@ def test_a_models_invariants_reach_the_report_and_the_terminal(tmp_path):
     model = replace(base, invariants=lambda cfg: {"grad_beta": lambda ctx, got: "grad_beta is never negative"
                                                   if (got < 0).any() else None})
     derivation = load_derivation("closed-form", model)
-    sweep = run_sweep(model, settings, derivation)
-    warn(sweep, settings.dtype)
-    report = build_report(model, settings, derivation, sweep)
+    report = check(model, settings, derivation)
     assert report.passed
     (warning,) = report.warnings
     assert warning["check"] == "grad_beta"

@@ -54,11 +54,11 @@ def test_softmax_correct_derivation_passes_with_sampled_one_hot_targets():
 def test_sample_draws_the_arrays_it_names_and_the_rest_stay_normal():
     from bncheck.models import get_model
     from bncheck.settings import resolve
-    from bncheck.sweep import _sample, plan_draws
+    from bncheck.draws import plan, sample
 
     model = get_model(str(SOFTMAX))
-    draw = plan_draws(resolve({"model": str(SOFTMAX), "shape": "N=50,D=3,K=4", "trials": 1}))[0]
-    _sample(model, draw, "float64", set())
+    draw = next(iter(plan(resolve({"model": str(SOFTMAX), "shape": "N=50,D=3,K=4", "trials": 1}), model)))
+    sample(model, draw, "float64", set())
     t = draw.arrays["t"]
     assert set(t.ravel()) == {0.0, 1.0} and (t.sum(axis=1) == 1).all()
     assert draw.arrays["x"].std() > 0.5 and set(draw.arrays["x"].ravel()) != {0.0, 1.0}
@@ -160,15 +160,16 @@ def test_model_file_can_honour_masks_to_share_one_compile(tmp_path):
 def test_a_model_that_cannot_pad_sweeps_a_pool_of_shapes():
     """Each distinct shape of a model without masks costs a compile: a sweep reuses the shapes of its
     first SHAPE_POOL draws, each later draw with data of its own seed."""
-    from bncheck.loader import load_derivation
+    from dataclasses import replace
+
+    from bncheck.draws import SHAPE_POOL, plan
     from bncheck.models import get_model
     from bncheck.settings import resolve
-    from bncheck.sweep import SHAPE_POOL, plan_draws, run_sweep
 
     settings = resolve({"model": str(LAYERNORM), "trials": SHAPE_POOL + 8})
     model = get_model(str(LAYERNORM))
-    free = plan_draws(settings)
-    swept = run_sweep(model, settings, load_derivation(str(EXAMPLES / "layernorm" / "correct.py"), model)).draws
+    swept = list(plan(settings, model))
+    free = list(replace(plan(settings, model), pool=None))
     assert [d.seed for d in swept] == [d.seed for d in free]
     assert [d.dims for d in swept[:SHAPE_POOL]] == [d.dims for d in free[:SHAPE_POOL]]
     assert [d.dims for d in swept[SHAPE_POOL:]] == [d.dims for d in free[:8]]

@@ -9,7 +9,7 @@ from slip_files import assert_variants_reproduce, run_slip_file
 
 from bncheck.derivations import bn_layer_graph
 from bncheck.models import get_model
-from bncheck.sweep import Ctx
+from bncheck.draws import Ctx
 
 FILES = sorted((DERIVATIONS / "bn_layer").glob("*.py"))
 LAYOUT_DIMS = {"fc": {"N": 9, "D": 3}, "conv": {"N": 3, "C": 2, "H": 4, "W": 3}}

@@ -9,7 +9,7 @@ from slip_files import assert_variants_reproduce, run_slip_file
 
 from bncheck.derivations import centering_naive
 from bncheck.models import get_model
-from bncheck.sweep import Ctx
+from bncheck.draws import Ctx
 
 MODEL = get_model("centering")
 FILES = sorted((DERIVATIONS / "centering").glob("*.py"))

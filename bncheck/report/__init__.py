@@ -13,7 +13,10 @@ from bncheck.loader import Check, Derivation, parse_check
 from bncheck.models import Model
 from bncheck.references import REFERENCE_NAMES
 from bncheck.settings import Settings
-from bncheck.sweep import Draw, SweepResult, Tally
+from bncheck.check import Tally
+from bncheck.draws import Draw
+from bncheck.engine import Engine
+from bncheck.sweep import SweepResult
 
 
 @dataclass
@@ -95,7 +98,8 @@ def _replay(derivation: Derivation, model: Model, settings: Settings, draw: Draw
     return shlex.join(args + settings.option_args(model))
 
 
-def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Settings) -> CheckResult:
+def _from_tally(tally: Tally, derivation: Derivation, engine: Engine) -> CheckResult:
+    model, settings = engine.model, engine.settings
     c: Check = tally.check
     result = CheckResult(
         name=c.name,
@@ -119,7 +123,7 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
         result.status, result.passed = "error", False
         result.max_abs_err = result.max_rel_err = None
         result.worst = _where(draw, None)
-        result.diagnosis = {"code": "exception", "message": f"raised {message}", "line": frames[-1], "traceback": frames}
+        result.diagnosis = {"code": "exception", "message": f"raised {message}", "line": frames[-1] if frames else None, "traceback": frames}
         result.replay = _replay(derivation, model, settings, tally.smallest or draw)
     elif tally.failures:
         result.status, result.passed = "fail", False
@@ -137,7 +141,7 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
             failing_draw, comparison = tally.worst_failure
             result.worst = _where(failing_draw, comparison.index)
             result.error_map = error_map(*tally.worst_values)
-        result.diagnosis = _diagnose(tally, problem, model, settings)
+        result.diagnosis = _diagnose(tally, problem, engine)
         result.replay = _replay(derivation, model, settings, tally.smallest or failing_draw)
     elif tally.ran == 0:
         result.status = "skipped"
@@ -151,10 +155,10 @@ def _from_tally(tally: Tally, derivation: Derivation, model: Model, settings: Se
     return result
 
 
-def _diagnose(tally: Tally, problem: dict | None, model: Model, settings: Settings) -> dict[str, Any]:
-    from bncheck.sweep import Engine
+def _diagnose(tally: Tally, problem: dict | None, engine: Engine) -> dict[str, Any]:
     from bncheck.variants import Rerun
 
+    model, settings = engine.model, engine.settings
     c = tally.check
     draws = [d for d, _, _ in tally.samples]
     pairs = [(d.dims, got, ref) for d, got, ref in tally.samples]
@@ -164,14 +168,12 @@ def _diagnose(tally: Tally, problem: dict | None, model: Model, settings: Settin
         return diagnose(pairs, problem, close=closeness(settings.rtol))
     layout = None
     if c.kind == "jacobian":
-        engine = Engine(model, settings)
-
         def layout(dims):
-            return engine.output_shapes(dims)[c.output], {**model.inputs(dims), **model.params(dims)}[c.target]
+            return engine.output_shapes(dims)[c.output], engine.target_shape(c, dims)
 
     return diagnose(
         pairs, problem,
-        rerun=Rerun(model, settings, c, draws, [ref for _, _, ref in tally.samples]),
+        rerun=Rerun(engine, c, draws, [ref for _, _, ref in tally.samples]),
         layout=layout, close=closeness(settings.rtol),
     )
 
@@ -183,7 +185,7 @@ def build_report(model: Model, settings: Settings, derivation: Derivation, sweep
 
     results: dict[str, CheckResult] = {}
     for name, tally in sweep.tallies.items():
-        results[name] = _from_tally(tally, derivation, model, settings)
+        results[name] = _from_tally(tally, derivation, sweep.engine)
     for name, why in derivation.unknown.items():
         results[name] = CheckResult(
             name=name, target=None, kind="gradient" if name.startswith("grad_") else "jacobian",
@@ -209,7 +211,7 @@ def build_report(model: Model, settings: Settings, derivation: Derivation, sweep
         model=model.name,
         derivation=derivation.name,
         settings=settings.to_dict(),
-        draws=len(sweep.draws),
+        draws=sweep.draws,
         redrawn=sweep.redrawn,
         checks=checks,
         options=settings.model_options(model),

@@ -1,0 +1,373 @@
+"""Checking one draw: call the user's function (the one place that does), compare its value with the
+reference, judge it with the noise floor, and tally the verdict.
+
+A user's function is untrusted: whatever it raises (SystemExit and every other BaseException but a
+Ctrl-C included), returns (an object whose `__array__` raises, a generator) or tries (writing into
+ctx, sleeping forever) fails its own check on that draw and nothing else. Each check gets its own
+read-only ctx, so one function's in-place slip cannot change what another function sees.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from bncheck.compare import Comparison, NotAnArray, as_array, compare, compare_rows, floor_of, rounding_spread
+from bncheck.draws import Ctx, Draw, frozen
+from bncheck.engine import Record, vec_rows
+from bncheck.loader import Check, Derivation, user_frames
+from bncheck.matrix_free import compare_products
+
+FAILURE_SAMPLES = 32  # failing (got, ref) pairs kept per check for the diagnosis
+# What the failing samples of one check may hold, as a share of --max-memory-mb.
+SAMPLES_SHARE = 1 / 8
+# A message longer than this is cut: a 5 MB exception text says nothing a reader can use.
+MESSAGE_LIMIT = 2000
+
+
+class CallTimeout(BaseException):
+    """A call of a user's function took longer than --timeout (a BaseException, so that the
+    function's own `except Exception` cannot swallow it)."""
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Interrupts the block after `seconds` with CallTimeout. Only the main thread can take the
+    signal, so elsewhere (or with seconds = 0) the block runs unlimited."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise CallTimeout(f"the call took longer than --timeout {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def shown(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """A message as it can be shown: control characters escaped, cut to `limit` characters."""
+    text = "".join(ch if ch in "\n\t" or ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text[: limit + 1])
+    return text if len(text) <= limit else f"{text[:limit]}... (cut)"
+
+
+def describe(err: BaseException) -> str:
+    """'Type: message' of an exception, whatever its __str__ does."""
+    name = type(err).__name__
+    try:
+        message = str(err)
+    except BaseException:  # noqa: BLE001 - a user's exception may break even this
+        message = "(its message could not be shown: str() of it raised)"
+    if isinstance(err, SystemExit):
+        message = f"{message or err.code} (the function called sys.exit; bncheck counts that as a failure of this check)"
+    elif isinstance(err, ValueError) and "read-only" in message:
+        message += " (ctx's arrays are read-only and shared by every check: copy one before writing into it, e.g. ctx.resid.copy())"
+    return shown(f"{name}: {message}")
+
+
+def user_traceback(err: BaseException, file: str) -> list[str]:
+    """'FILE:LINE: code' of each frame in the user's own file, outermost first (else the innermost
+    frame): bncheck's frames and the libraries' say nothing about the user's slip."""
+    try:
+        frames = user_frames(err, file) or traceback.extract_tb(err.__traceback__)[-1:]
+    except Exception:  # a traceback whose frames cannot be read says nothing more
+        return []
+    return [shown(f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}", 300) for frame in frames]
+
+
+@dataclass
+class Raised:
+    """A user's function raised: the exception as text and the user's own frames."""
+
+    message: str
+    frames: list[str]
+    out_of_memory: bool = False
+
+
+_CTX_CLASS = dict(vars(Ctx))
+
+
+def _ctx_class_kept() -> bool:
+    """Whether the ctx class is as bncheck defined it; if not, it is put back (one function's patch
+    of the class every check's ctx shares must not reach the others)."""
+    now = vars(Ctx)
+    if now.keys() == _CTX_CLASS.keys() and all(now[k] is v for k, v in _CTX_CLASS.items()):
+        return True
+    for key in set(now) - set(_CTX_CLASS):
+        delattr(Ctx, key)
+    for key, value in _CTX_CLASS.items():
+        if now.get(key) is not value and key not in ("__dict__", "__weakref__"):
+            setattr(Ctx, key, value)
+    return False
+
+
+def call(fn, args: tuple, timeout: float, file: str) -> Any:
+    """fn(*args) converted to a float64 array (NotAnArray when it is none), or Raised. A Ctrl-C
+    (KeyboardInterrupt) is the person's, not the function's: it stops the run."""
+    try:
+        with np.errstate(all="ignore"), time_limit(timeout):
+            value = fn(*args)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # noqa: BLE001 - the user's code may raise anything; see the module docstring
+        _ctx_class_kept()
+        return Raised(describe(err), user_traceback(err, file), isinstance(err, MemoryError))
+    if not _ctx_class_kept():
+        return Raised("the function changed the class of ctx, which every check shares (put back)", [])
+    try:
+        # An object's __array__, shape or dtype is the user's code too, and can raise (or ask for a
+        # broadcast view's 10^12 entries): that fails the check, it is no reason to skip it.
+        with np.errstate(all="ignore"), time_limit(timeout):
+            array = as_array(value)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # noqa: BLE001
+        return Raised(f"its value could not be read as an array: {describe(err)}", user_traceback(err, file))
+    return array if array is not None else NotAnArray(value)
+
+
+@dataclass
+class Tally:
+    """What one check saw over the sweep, in memory that does not grow with the number of draws."""
+
+    check: Check
+    reference: str | None = None  # set where it is not the check kind's usual one (REFERENCE_NAMES)
+    ran: int = 0
+    compared: int = 0  # draws whose value could be compared (right shape, finite)
+    skipped: int = 0
+    skip_reason: str | None = None
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    worst: tuple[Draw, Comparison] | None = None
+    failures: int = 0
+    # The failing draw furthest past its allowance: the one a replay must reproduce. (`worst`, by
+    # relative error, can be a passing draw whose tiny reference made a large but allowed ratio.)
+    worst_failure: tuple[Draw, Comparison] | None = None
+    worst_values: tuple[np.ndarray, np.ndarray] | None = None  # (got, ref) at worst_failure, for the error map
+    first_problem: tuple[Draw, Comparison] | None = None
+    # draw, "Type: message", and the traceback's frames in the user's own file ("file:line: code").
+    error: tuple[Draw, str, list[str]] | None = None
+    samples: list[tuple[Draw, Any, np.ndarray]] = field(default_factory=list)
+    sample_bytes: int = 0
+    # Draws checked against a dense jax.jacfwd Jacobian and by products (matrix-free).
+    dense_draws: int = 0
+    product_draws: int = 0
+    # The smallest draw found that fails the same way (bncheck.shrink), for the replay.
+    smallest: Draw | None = None
+    # Opinions besides the sweep's own reference ({"fd": agrees?}, bncheck.fd), and warnings: checks
+    # that prove little, invariants broken, references that disagree. Neither changes the verdict.
+    references: dict[str, bool | None] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    # Compared draws whose reference is zero up to rounding, and the draws whose value breaks one of
+    # the model's invariants, with the first of them and its sentence (bncheck.guards).
+    vanishing: int = 0
+    broken: int = 0
+    first_broken: tuple[Draw, str] | None = None
+    # Sees every judged draw as it is tallied (the error distributions of bench/tolerances.py).
+    observer: Callable[[Check, Draw, Comparison], None] | None = None
+
+    def add(self, draw: Draw, result: Comparison, got, ref: np.ndarray, sample_budget: float = math.inf) -> None:
+        self.ran += 1
+        if self.observer is not None:
+            self.observer(self.check, draw, result)
+        if result.problem is None:
+            self.compared += 1
+            self.max_abs = max(self.max_abs, result.abs_err)
+            self.max_rel = max(self.max_rel, result.rel_err)
+            if self.worst is None or result.rel_err > self.worst[1].rel_err:
+                self.worst = (draw, result)
+        elif self.first_problem is None:
+            self.first_problem = (draw, result)
+        if not result.ok:
+            self.failures += 1
+            if result.problem is None and (
+                self.worst_failure is None or overshoot(result) > overshoot(self.worst_failure[1])
+            ):
+                self.worst_failure = (draw, result)
+                self.worst_values = (np.asarray(got, dtype=np.float64), ref)
+            size = getattr(got, "nbytes", 0) + getattr(ref, "nbytes", 0)
+            if len(self.samples) < FAILURE_SAMPLES and (not self.samples or self.sample_bytes + size <= sample_budget):
+                self.samples.append((draw, got, ref))
+                self.sample_bytes += size
+
+    def raised(self, draw: Draw, raised: Raised) -> None:
+        if raised.out_of_memory:
+            # Like a dense Jacobian over the budget: the size was too large to check, not the maths wrong.
+            self.skipped += 1
+            self.skip_reason = f"the function ran out of memory at {draw.case_id('float64')}: {raised.message}"
+            return
+        self.ran += 1
+        self.error = (draw, raised.message, raised.frames)
+
+
+def overshoot(result: Comparison) -> float:
+    """How far past its allowance a comparison is (above 1: it failed)."""
+    return result.abs_err / result.allowed if result.allowed > 0 else (math.inf if result.abs_err > 0 else 0.0)
+
+
+def rows(c: Check, value) -> list:
+    """A JVP check's values or references one direction each, any other check's as a list of one."""
+    return list(value) if c.kind == "jvp" else [value]
+
+
+def _floors(c: Check, refs: list[np.ndarray], record: Record, dtype: str) -> tuple[list[float], set[str]]:
+    """Per row, the noise floor from what `record` holds for check c, and which passes it used."""
+    used = set()
+    floors = [0.0] * len(refs)
+    if c.name in record.rough:
+        used.add("rough")
+        floors = [max(f, floor_of(rounding_spread(r, q), dtype)) for f, r, q in zip(floors, refs, rows(c, record.rough[c.name]))]
+    if c.name in record.noisy:
+        from bncheck.references import NOISE
+
+        used.add("noisy")
+        samples = [rows(c, s) for s in record.noisy[c.name]]
+        spread = [max(rounding_spread(r, s[i]) for s in samples) for i, r in enumerate(refs)]
+        floors = [max(f, floor_of(d, dtype, NOISE)) for f, d in zip(floors, spread)]
+    return floors, used
+
+
+@dataclass
+class Verdict:
+    """One draw's comparisons for one check (one per JVP direction), before they are tallied: the
+    worst stands for the draw. Made with the noise floors the draw's record holds; one that fails
+    without every floor its kind can have waits for them (the sweep computes them, then settles)."""
+
+    tally: Tally
+    draw: Draw
+    record: Record
+    results: list[Comparison]
+    values: list
+    refs: list[np.ndarray]
+    floors: set[str]  # the passes behind the floors inside the results' allowances
+    floor_values: list[float]  # those floors, per row
+
+    @property
+    def passes(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The passes still to compute before this verdict can be settled (none: settle it now)."""
+        if self.passes or any(r.problem is not None for r in self.results):
+            return ()
+        # Dense Jacobians and products come with their float32 pass; only gradient and JVP checks
+        # (a cheap program) are recomputed with rounding noise.
+        wanted = ("rough", "noisy") if self.tally.check.kind != "jacobian" else ("rough",)
+        return tuple(p for p in wanted if p not in self.floors)
+
+    def settle(self, dtype: str, sample_budget: float = math.inf) -> None:
+        """Adds the floors the record holds by now and tallies the verdict."""
+        results = self.results
+        floors, used = _floors(self.tally.check, self.refs, self.record, dtype)
+        if used - self.floors:
+            results = [
+                replace(r, ok=r.abs_err <= r.allowed - old + new, allowed=r.allowed - old + new)
+                for r, old, new in zip(results, self.floor_values, floors)
+            ]
+        worst = max(range(len(results)), key=lambda i: (results[i].problem is not None, results[i].rel_err))
+        self.tally.add(self.draw, results[worst], self.values[worst], self.refs[worst], sample_budget)
+        if results[worst].problem is None:
+            self.tally.vanishing += all(r.scale <= r.allowed for r in results)
+
+
+class Checker:
+    """Calls a derivation's functions on prepared draws and judges their values (see the module docstring)."""
+
+    def __init__(self, derivation: Derivation, settings, cfg: dict[str, Any], invariants: dict):
+        self.derivation = derivation
+        self.settings = settings
+        self.cfg = cfg
+        self.invariants = invariants
+        self.sample_budget = settings.max_memory_mb * 2**20 * SAMPLES_SHARE
+
+    def ctx(self, draw: Draw, record: Record) -> Ctx:
+        """The ctx a derivation sees for a prepared draw, in the run's dtype: a float32 run's is the
+        float32 forward record, as its own code would compute it."""
+        dtype = self.settings.dtype
+        forward = record.rough_forward if dtype == "float32" else record.forward
+        arrays = {name: a.astype(dtype, copy=False) for name, a in draw.arrays.items()}
+        fields = {name: v.astype(dtype, copy=False) for name, v in forward.items()}
+        return Ctx({**arrays, **fields, **draw.dims, **self.cfg})
+
+    def draw(self, checks: list[Check], draw: Draw, record: Record, tallies: dict[str, Tally]) -> list[Verdict]:
+        """Calls `checks` on one prepared draw and tallies each, except the verdicts returned: those
+        wait for a noise floor the record does not hold yet (Verdict.needs)."""
+        ctx = self.ctx(draw, record)
+        waiting = []
+        for c in checks:
+            verdict = self.one(c, tallies[c.name], draw, record, ctx.copy())
+            if verdict is not None:
+                if verdict.needs:
+                    waiting.append(verdict)
+                else:
+                    verdict.settle(self.settings.dtype, self.sample_budget)
+        return waiting
+
+    def one(self, c: Check, tally: Tally, draw: Draw, record: Record, ctx: Ctx) -> Verdict | None:
+        """One check's verdict on one draw; None where nothing is left to settle (a raise, a skip, a
+        product check, which is tallied at once)."""
+        if tally.error is not None or c.name not in record.exact:
+            # Already broken (a raise), or skipped at this size. A wrong shape is not: its values at
+            # other draws tell diagnose which repair fits.
+            return None
+        s = self.settings
+        fn, file = self.derivation.functions[c.name], self.derivation.file
+        if c.kind == "jvp":
+            got = []
+            for V in draw.directions[c.target]:
+                value = call(fn, (ctx, frozen(V.astype(s.dtype, copy=False))), s.timeout, file)
+                if isinstance(value, Raised):
+                    tally.raised(draw, value)
+                    return None
+                got.append(value)
+        else:
+            got = call(fn, (ctx,), s.timeout, file)
+            if isinstance(got, Raised):
+                tally.raised(draw, got)
+                return None
+        ref = record.exact[c.name]
+        if isinstance(ref, dict):
+            v, u = (vec_rows(draw.probes[f"{side}:{name}"]) for side, name in (("v", c.target), ("u", c.output)))
+            result, (value, want) = compare_products(got, ref, record.rough[c.name], v, u, s.rtol, s.atol, s.dtype)
+            tally.product_draws += 1
+            tally.add(draw, result, value, want, self.sample_budget)
+            return None
+        if c.kind == "jacobian":
+            tally.dense_draws += 1
+        refs = rows(c, ref)
+        floors, used = _floors(c, refs, record, s.dtype)
+        if c.kind == "jvp":
+            results = compare_rows(got, ref, s.rtol, s.atol, floors)
+        else:
+            results = [compare(got, ref, s.rtol, s.atol, floors[0])]
+        if all(r.problem is None for r in results):
+            self._invariant(c, tally, draw, ctx, got)
+        return Verdict(tally, draw, record, results, rows(c, got), refs, used, floors)
+
+    def _invariant(self, c: Check, tally: Tally, draw: Draw, ctx: Ctx, got) -> None:
+        """Notes a value that breaks its check's invariant (a warning; never the verdict)."""
+        invariant = self.invariants.get(c.name)
+        if invariant is None:
+            return
+        try:
+            with np.errstate(all="ignore"):
+                broken = invariant(ctx, got)
+        except Exception:  # an invariant that cannot be evaluated on this value says nothing about it
+            return
+        if broken:
+            tally.broken += 1
+            if tally.first_broken is None:
+                tally.first_broken = (draw, shown(str(broken), 500))
