@@ -23,7 +23,8 @@ def report_text(report: Report, width: int = 100) -> str:
     from bncheck.report.console import ReportView
 
     out = io.StringIO()
-    Console(file=out, width=width, color_system=None, force_terminal=False, highlight=False).print(ReportView(report))
+    plain = Console(file=out, width=width, color_system=None, force_terminal=False, highlight=False)
+    plain.print(ReportView(report), crop=False)
     return out.getvalue()
 
 
