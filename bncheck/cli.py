@@ -1,17 +1,20 @@
 """The command line, kept thin: parse -> settings -> verify -> report -> exit code.
 
-Exit status: 0 every check passed (and at least one ran), 1 a check failed, 2 bncheck could not run.
-JAX is imported only inside `verify`, so `--help` and `models` answer at once.
+Exit status: 0 every check passed (and at least one ran), 1 a check failed, 2 bncheck could not run,
+130 interrupted. Nothing that happens inside a command, a `sys.exit(0)` in user code included, ends it
+with 0 unless the report passed. JAX is imported only inside `verify`, so `--help` and `models` answer
+at once.
 """
 
 from __future__ import annotations
 
 import gc
-import json
+import os
 import sys
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -30,8 +33,10 @@ console = Console()
 errors = Console(stderr=True)
 
 
-def _fail(message: str) -> None:
-    errors.print(f"bncheck: error: {message}", markup=False, highlight=False, soft_wrap=True)
+def _fail(message: str) -> NoReturn:
+    from bncheck.report.text import one_line
+
+    errors.print(f"bncheck: error: {one_line(message)}", markup=False, highlight=False, emoji=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -58,8 +63,8 @@ DtypeOption = _setting(str, "--dtype", "float64 | float32, with its own toleranc
 RtolOption = _setting(float, "--rtol", "Pass if max|got-ref| <= atol + rtol*max|ref|. [default: by dtype]")
 AtolOption = _setting(float, "--atol", "Absolute tolerance. [default: by dtype]")
 RequireOption = _setting(str, "--require", "Checks that must be defined: all, or names such as beta,gamma,jac_B_G1.")
-JsonOption = _setting(str, "--json", "Write the JSON report here ('-' for standard output, table off).")
-JunitOption = _setting(str, "--junit", "Write a JUnit XML report here.")
+JsonOption = _setting(str, "--json", "Write the JSON report here ('-' for standard output; the table then goes to stderr).")
+JunitOption = _setting(str, "--junit", "Write a JUnit XML report here ('-' for standard output; the table then goes to stderr).")
 MaxMemoryOption = _setting(
     float, "--max-memory-mb", "What the run may hold in memory at once; draws are checked in chunks that fit, "
     "and a shape or file that cannot fit is refused before it is allocated. [default: 4096]"
@@ -72,10 +77,16 @@ DebugOption = Annotated[bool, typer.Option(help="Show tracebacks for errors.")]
 
 
 @contextmanager
-def _one_line_errors(debug: bool):
-    """bncheck's own errors become one line and exit 2; anything else is a bug, traced with --debug."""
+def _guard(debug: bool, blame: str = "internal error"):
+    """Whatever escapes a command's body ends it with one line on stderr and exit 2: bncheck's own
+    errors; any other exception, a bug (or the user file `blame` names), re-raised with its traceback
+    under --debug; and a SystemExit, GeneratorExit or other BaseException from user code that got this
+    far, which would otherwise end the process with the status it chose, 0 included, and no verdict.
+    KeyboardInterrupt goes on: typer makes it exit 130, and main says so."""
     try:
         yield
+    except KeyboardInterrupt:
+        raise
     except BncheckError as err:
         if debug:
             raise
@@ -83,7 +94,72 @@ def _one_line_errors(debug: bool):
     except Exception as err:
         if debug:
             raise
-        _fail(f"internal error: {type(err).__name__}: {err} (run with --debug for the traceback)")
+        from bncheck.report.text import exception_text
+
+        _fail(f"{blame}: {exception_text(err)} (run with --debug for the traceback)")
+    except BaseException as err:
+        from bncheck.report.text import describe
+
+        if debug:
+            traceback.print_exception(err)
+        called = "; does the derivation or model file call sys.exit()?" if isinstance(err, SystemExit) else ""
+        _fail(f"stopped by {describe(err)} raised inside the run, before any verdict{called}")
+
+
+@contextmanager
+def _stdout_for_reports():
+    """Standard output is bncheck's alone while a command runs: what user code prints, with print or
+    os.write(1, ...), and what JAX writes there go to stderr, so that `--json -` or `--junit -` on
+    stdout is the report and nothing else. sys.stdout and file descriptor 1 both point at stderr
+    until the run is over and the report is written."""
+    real = sys.stdout
+    saved = None
+    try:
+        real.flush()
+        fd, saved = real.fileno(), os.dup(real.fileno())
+        os.dup2(sys.stderr.fileno(), fd)
+    except (AttributeError, ValueError, OSError):  # no descriptor (a test's in-memory stream): sys.stdout alone
+        if saved is not None:
+            os.close(saved)
+        saved = None
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        # What user code left in buffers goes out now, to stderr, and not before the report.
+        for stream in (sys.stdout, sys.stderr, real):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        sys.stdout = real
+        if saved is not None:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+def _print(target: Console, renderable) -> None:
+    """Prints on `target` uncropped (see report.console), or fails with one line where the stream is
+    gone: a full disk, /dev/full, a closed pipe."""
+    try:
+        target.print(renderable, crop=False)
+        target.file.flush()
+    except OSError as err:
+        if not target.stderr:
+            _lose_stdout()
+        stream = "standard error" if target.stderr else "standard output"
+        raise BncheckError(f"cannot write to {stream}: {err.strerror or err}") from None
+
+
+def _lose_stdout() -> None:
+    """After a write to stdout failed, what is still buffered for it is dropped: flushed at exit, it
+    would fail again there, as a traceback and status 120."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, ValueError, OSError):
+        pass
 
 
 @app.command()
@@ -134,46 +210,64 @@ def verify(
         shape=shape, dtype=dtype, device=device, rtol=rtol, atol=atol, require=require,
         max_jacobian_mb=max_jacobian_mb, max_memory_mb=max_memory_mb, timeout=timeout, json=json_path, junit=junit, reference=reference,
     )
-    with _one_line_errors(debug):
-        from bncheck.settings import resolve
+    with _guard(debug):
+        with _stdout_for_reports():
+            from bncheck.settings import report_paths, resolve
 
-        settings = resolve(flags, config)
-        report = _run(derivation, settings)
-    _finish(report, settings, debug)
+            settings = resolve(flags, config)
+            report_paths(settings.json, settings.junit, [derivation])
+            report = _run(derivation, settings)
+        status = _finish(report, settings)
+    raise typer.Exit(status)
 
 
-def _finish(report, settings, debug: bool) -> None:
-    """Table or JSON on stdout, the report files, and the exit status: 0 passed, 1 failed."""
+def _finish(report, settings) -> int:
+    """The table, the reports, and the exit status: 0 passed, 1 failed. The table goes to stdout, or to
+    stderr when a report takes stdout. A report that cannot be written does not keep the others from
+    being written; it makes the run exit 2, with one line."""
     from bncheck.report.console import ReportView
+    from bncheck.report.jsonfile import to_json, write_json
+    from bncheck.report.junit import junit_bytes, write_junit
 
-    if settings.json == "-":
-        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
-    else:
-        console.print(ReportView(report))
+    problems = []
+    on_stdout = "-" in (settings.json, settings.junit)
     try:
-        _write_files(report, settings)
-    except OSError as err:
-        if debug:
-            raise
-        _fail(f"cannot write report {err.filename}: {err.strerror}")
-    raise typer.Exit(0 if report.passed else 1)
+        _print(errors if on_stdout else console, ReportView(report))
+    except BncheckError as err:
+        problems.append(str(err))
+    if on_stdout:
+        try:
+            _write_stdout(to_json(report).encode() if settings.json == "-" else junit_bytes(report))
+        except OSError as err:
+            _lose_stdout()
+            problems.append(f"cannot write the report to standard output: {err.strerror or err}")
+    for path, write in ((settings.json, write_json), (settings.junit, write_junit)):
+        if path and path != "-":
+            try:
+                write(report, path)
+            except OSError as err:
+                problems.append(f"cannot write report {path}: {err.strerror or err}")
+    if problems:
+        raise BncheckError("; ".join(problems))
+    return 0 if report.passed else 1
 
 
-def _write_files(report, settings) -> None:
-    from bncheck.report.jsonfile import write_json
-    from bncheck.report.junit import write_junit
-
-    if settings.json and settings.json != "-":
-        write_json(report, settings.json)
-    if settings.junit:
-        write_junit(report, settings.junit)
+def _write_stdout(data: bytes) -> None:
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(data.decode("utf-8"))
+        sys.stdout.flush()
+    else:
+        buffer.write(data)
+        buffer.flush()
 
 
 def _run(derivation, settings):
     from bncheck.pipeline import verify as run_verify
     from bncheck.progress import sweep_progress
 
-    quiet = settings.json == "-" or not errors.is_terminal
+    quiet = "-" in (settings.json, settings.junit) or not errors.is_terminal
     with sweep_progress(errors, settings.trials, quiet) as (on_phase, on_progress):
         return run_verify(derivation, settings, on_progress=on_progress, on_phase=on_phase)
 
@@ -223,19 +317,19 @@ def case_export(
     write back use column-major vec (vec(M) stacks the columns of M): jac_B_G1 = dvec(B)/dvec(G1)' is
     (N*p2, p1*p2), jac_B_beta and jac_B_gamma are (N*p2, p2).
     """
-    from bncheck.case import FORMATS, export_case
-
-    fmt = format or ("npz" if out.suffix.lower() == ".npz" else "json")
-    if fmt not in FORMATS:
-        _fail(f"format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     flags = {
         "model": model, "activation": activation, "ddof": ddof, "eps": eps, "outputs": outputs, "layout": layout,
         "layers": layers, "loss": loss, "stride": stride, "padding": padding, "seed": seed, "shape": shape,
         "dtype": dtype, "max_memory_mb": max_memory_mb,
     }
-    with _one_line_errors(debug):
+    with _guard(debug):
+        from bncheck.case import FORMATS, export_case
+        from bncheck.errors import SettingsError
         from bncheck.settings import resolve
 
+        fmt = format or ("npz" if out.suffix.lower() == ".npz" else "json")
+        if fmt not in FORMATS:
+            raise SettingsError(f"format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
         export_case(resolve(flags, config), out, fmt)
 
 
@@ -263,11 +357,15 @@ def verify_values(
     flags = {
         "rtol": rtol, "atol": atol, "require": require, "json": json_path, "junit": junit, "max_memory_mb": max_memory_mb,
     }
-    with _one_line_errors(debug):
-        from bncheck.case import verify_values as run_values
+    with _guard(debug):
+        with _stdout_for_reports():
+            from bncheck.case import verify_values as run_values
+            from bncheck.settings import report_paths
 
-        report, settings = run_values(case, values, flags)
-    _finish(report, settings, debug)
+            report_paths(json_path, junit, [case, values])
+            report, settings = run_values(case, values, flags)
+        status = _finish(report, settings)
+    raise typer.Exit(status)
 
 
 @app.command()
@@ -275,40 +373,46 @@ def models(
     model: Annotated[
         Optional[str], typer.Argument(help="Show only this model: a built-in name or a model file PATH.py.")
     ] = None,
+    debug: DebugOption = False,
 ) -> None:
     """List the models: dimensions, parameters, ctx fields, checkable functions and built-in derivations."""
-    from bncheck.models import get_model, model_names
+    # An error listing a model file is the file's, as a model file's code runs to list it.
+    with _guard(debug, blame=f"model: {model}" if model and Path(model).is_file() else "internal error"):
+        from bncheck.models import get_model, model_names
 
-    try:
-        shown = [get_model(name) for name in ([model] if model else model_names())]
-    except BncheckError as err:
-        _fail(str(err))
-    for m in shown:
-        console.print(_model_table(m))
+        tables = [_model_table(get_model(name)) for name in ([model] if model else model_names())]
+        for table in tables:
+            _print(console, table)
 
 
 def _model_table(m):
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
+
+    from bncheck.report.text import printable
+
+    def row(label: str, text: str) -> None:
+        # Text, not markup: summaries hold the seeds' notation (E[x]), and a model file's names and
+        # descriptions are its author's, brackets included.
+        table.add_row(label, Text(printable(text)))
 
     dims = ", ".join(f"{d}∈[{lo},{hi}]" for d, (lo, hi) in m.dims.items())
     some = {d: lo for d, (lo, _) in m.dims.items()}
-    # Summaries hold the seeds' notation (E[x]), which rich would read as markup.
-    table = Table(title=escape(f"{m.name}: {m.summary}"), title_justify="left", show_header=False, box=None)
+    table = Table(title=Text(printable(f"{m.name}: {m.summary}")), title_justify="left", show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("dimensions", f"{dims}  (default sweep ranges)")
-    table.add_row("inputs", ", ".join(f"{n} ({', '.join(_symbolic(m, n))})" for n in m.inputs(some)))
-    table.add_row("parameters", ", ".join(f"{n} ({', '.join(_symbolic(m, n))})" for n in m.params(some)))
+    row("dimensions", f"{dims}  (default sweep ranges)")
+    row("inputs", ", ".join(f"{n} ({', '.join(_symbolic(m, n))})" for n in m.inputs(some)))
+    row("parameters", ", ".join(f"{n} ({', '.join(_symbolic(m, n))})" for n in m.params(some)))
     if m.options:
-        table.add_row("settings", ", ".join(m.options))
-    table.add_row("ctx fields", "inputs and parameters above, " + ", ".join([*m.dims, *m.options]))
+        row("settings", ", ".join(m.options))
+    row("ctx fields", "inputs and parameters above, " + ", ".join([*m.dims, *m.options]))
     for field, text in m.outputs.items():
-        table.add_row("", escape(f"{field}: {text}"))
-    table.add_row("functions", ", ".join(m.checks))
-    table.add_row("", "also grad_<input>, jac_<field>_<target>, jvp_<field>_<target> for any ctx field")
+        row("", f"{field}: {text}")
+    row("functions", ", ".join(m.checks))
+    row("", "also grad_<input>, jac_<field>_<target>, jvp_<field>_<target> for any ctx field")
     if m.derivations:
-        table.add_row("built-ins", ", ".join(f"{d}{' (default)' if d == m.default_derivation else ''}" for d in m.derivations))
+        row("built-ins", ", ".join(f"{d}{' (default)' if d == m.default_derivation else ''}" for d in m.derivations))
     return table
 
 
@@ -331,22 +435,57 @@ def centering(
     steps: Annotated[int, typer.Option(help="Gradient steps on b.")] = 40,
     lr: Annotated[float, typer.Option(help="Learning rate of each step b <- b - lr dR/db.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the draw of x1, t, W and the starting b.")] = 0,
+    debug: DebugOption = False,
 ) -> None:
     """The BN paper's section 2 (seed 002): with the naive dR/db, b grows without bound while the loss stays put."""
-    from bncheck.demo import centering as run_centering
+    with _guard(debug):
+        from bncheck.demo import centering as run_centering
+        from bncheck.report.demo import CenteringView
 
+        _print(console, CenteringView(run_centering(steps=steps, lr=lr, seed=seed)))
+
+
+def _forgiving_streams() -> None:
+    """A console that cannot encode a character (PYTHONIOENCODING=ascii, a C locale) shows it as ? on
+    stdout and as an escape on stderr, as Python's own stderr does, rather than failing the run
+    after its verdict; the JSON and XML reports are written as bytes and lose nothing."""
+    for stream, errors_handler in ((sys.stdout, "replace"), (sys.stderr, "backslashreplace")):
+        try:
+            stream.reconfigure(errors=errors_handler)
+        except (AttributeError, ValueError, OSError):  # not a text file with an encoding: nothing to do
+            pass
+
+
+def _interrupted() -> None:
     try:
-        demo = run_centering(steps=steps, lr=lr, seed=seed)
-    except BncheckError as err:
-        _fail(str(err))
-    from bncheck.report.demo import CenteringView
-
-    console.print(CenteringView(demo))
+        sys.stderr.write("bncheck: interrupted\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def main() -> None:
+    _forgiving_streams()
     try:
         app()
+    except SystemExit as done:
+        # Typer turns a KeyboardInterrupt anywhere in a command into exit 130, silently.
+        if done.code == 130:
+            _interrupted()
+        raise
+    except KeyboardInterrupt:  # before typer took over, or after
+        _interrupted()
+        raise SystemExit(130) from None
+    except Exception as err:
+        # The commands' guards leave exceptions to escape only under --debug, for their tracebacks;
+        # one that escapes from outside a command (typer itself, writing --help to a full disk) is
+        # still one line.
+        if "--debug" in sys.argv[1:]:
+            raise
+        from bncheck.report.text import exception_text, one_line
+
+        sys.stderr.write(f"bncheck: error: {one_line(exception_text(err))}\n")
+        raise SystemExit(2) from None
     finally:
         # Interpreter shutdown collects every object a sweep leaves behind, most of them JAX's: 0.2 s
         # on this project's 2-core machine, for nothing, as the process is ending. Frozen, they are

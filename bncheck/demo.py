@@ -89,14 +89,22 @@ def centering(steps: int = 40, lr: float = 1.0, seed: int = 0, dims: dict[str, i
         norms, drifts, losses, first = [], [], [], None
         for k in range(steps + 1):
             record = {name: np.asarray(value) for name, value in forward(arrays).items()}
-            norms.append(float(np.linalg.norm(arrays["b"])))
-            drifts.append(float(np.linalg.norm(arrays["b"] - start["b"])))
+            # Overflow is checked below, as a message: numpy's warnings would only precede it.
+            with np.errstate(over="ignore", invalid="ignore"):
+                norms.append(float(np.linalg.norm(arrays["b"])))
+                drifts.append(float(np.linalg.norm(arrays["b"] - start["b"])))
             losses.append(float(record.pop("R")))
+            if not all(map(math.isfinite, (norms[-1], drifts[-1], losses[-1]))):
+                raise SettingsError(
+                    f"lr: {lr:g} is too large: b overflows after {k} of {steps} steps "
+                    f"(each naive step moves it by lr·‖dR/db‖); choose a smaller lr"
+                )
             if k == steps:
                 break
             g = np.asarray(grad_b(Ctx({**arrays, **record, **dims})), dtype=np.float64)
             first = g if first is None else first
-            arrays["b"] = arrays["b"] - lr * g
+            with np.errstate(over="ignore", invalid="ignore"):
+                arrays["b"] = arrays["b"] - lr * g
         return Trajectory(derivation, tuple(map(float, first)), tuple(norms), tuple(drifts), tuple(losses))
 
     autodiff = jax.grad(lambda b: forward({**start, "b": b})["R"])(start["b"])

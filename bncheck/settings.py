@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from bncheck.compare import TOLERANCES
 from bncheck.errors import SettingsError
@@ -195,6 +196,8 @@ def resolve(flags: Mapping[str, Any], config: str | Path | None = None) -> Setti
     if config is not None:
         values, ranges = _read_config(Path(config))
     values.update({key: value for key, value in flags.items() if value is not None})
+    # First, before a model file is imported: its code may change the working folder.
+    values["json"], values["junit"] = report_paths(values.get("json"), values.get("junit"), (config, values.get("model")))
 
     model = get_model(values.get("model", Settings.model), {**OPTION_DEFAULTS, **values})
     _check_options_apply(values, model)
@@ -250,6 +253,61 @@ def resolve(flags: Mapping[str, Any], config: str | Path | None = None) -> Setti
     return settings
 
 
+def report_paths(
+    json: str | os.PathLike | None, junit: str | os.PathLike | None, inputs: Iterable[str | os.PathLike | None] = ()
+) -> tuple[str | None, str | None]:
+    """The report paths, checked and made absolute before any user code runs (a derivation that
+    changes the working folder cannot move them), so that a path the sweep could not write fails
+    before the sweep and not after it: each a file in a writable folder, not a folder, not a .py file
+    nor one of `inputs` (the files being checked, which it would overwrite), not both the same file,
+    not both standard output ("-"). None is no report."""
+    paths = {"json": json, "junit": junit}
+    for name, path in paths.items():
+        if path is not None:
+            paths[name] = _report_path(name, os.fspath(path), inputs)
+    if paths["json"] == paths["junit"] == "-":
+        raise SettingsError("json, junit: only one report can go to standard output (-); write the other to a file")
+    if paths["json"] not in (None, "-") and paths["json"] == paths["junit"]:
+        raise SettingsError(f"json, junit: both reports would be written to {paths['json']}; give two files")
+    return paths["json"], paths["junit"]
+
+
+def _report_path(name: str, path: str, inputs: Iterable[str | os.PathLike | None]) -> str:
+    if path == "-":
+        return path
+    if not path:
+        raise SettingsError(f"{name}: the path is empty; give a file, or - for standard output")
+    try:
+        target = Path(path).resolve()
+        if target.is_dir():
+            raise SettingsError(f"{name}: {path} is a folder; give a file in it")
+        if not target.parent.is_dir():
+            raise SettingsError(f"{name}: cannot write {path}: no such folder {target.parent}")
+        if target.suffix == ".py" and target.exists():
+            raise SettingsError(f"{name}: {path} is a Python file; a report would overwrite it")
+        for given in filter(None, inputs):
+            if _overwrites(target, Path(given)):
+                raise SettingsError(f"{name}: {path} is {given}, a file being checked; a report would overwrite it")
+        writable = os.access(target, os.W_OK) if target.exists() else os.access(target.parent, os.W_OK | os.X_OK)
+        if not writable:
+            raise SettingsError(f"{name}: cannot write {path}: permission denied")
+    except OSError as err:  # a name too long, a loop of links: the report could not be written either
+        raise SettingsError(f"{name}: cannot write {path}: {err.strerror or err}") from None
+    except ValueError as err:  # a NUL byte, which no file name holds
+        raise SettingsError(f"{name}: {path!r} is no file name: {err}") from None
+    return str(target)
+
+
+def _overwrites(target: Path, source: Path) -> bool:
+    """Whether writing `target` would overwrite `source`, or a file in it if it is a folder (a case or
+    values file in csv)."""
+    if not target.exists():
+        return False
+    if source.is_dir():
+        return source.resolve() in target.parents
+    return source.is_file() and source.samefile(target)
+
+
 def _check_options_apply(values: Mapping[str, Any], model: Model) -> None:
     """An option set away from its default for a model that never reads it is a mistake to report:
     `--layout conv` on bn-mlp would otherwise be silently ignored."""
@@ -293,10 +351,6 @@ def _validate(s: Settings, model: Model) -> None:
         value = getattr(s, name)
         if not math.isfinite(value) or value < 0:
             raise SettingsError(f"{name}: must be a finite number >= 0, got {value}")
-    for name in ("json", "junit"):
-        path = getattr(s, name)
-        if path and path != "-" and not Path(path).resolve().parent.is_dir():
-            raise SettingsError(f"{name}: cannot write {path}: no such folder {Path(path).resolve().parent}")
     for name in ("max_jacobian_mb", "max_memory_mb"):
         value = getattr(s, name)
         if not (math.isfinite(value) and value > 0):

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from bncheck.report import Report
+from bncheck.report.text import describe
 
 
 def report_text(report: Report, width: int = 100) -> str:
@@ -23,17 +24,27 @@ def report_text(report: Report, width: int = 100) -> str:
     from bncheck.report.console import ReportView
 
     out = io.StringIO()
-    Console(file=out, width=width, color_system=None, force_terminal=False, highlight=False).print(ReportView(report))
+    plain = Console(file=out, width=width, color_system=None, force_terminal=False, highlight=False)
+    plain.print(ReportView(report), crop=False)
     return out.getvalue()
 
 
 def assert_derivation(derivation: str | Path | ModuleType, config: str | Path | None = None, **settings: Any) -> Report:
     """Verifies `derivation` (a path, a built-in name or an imported module) with the settings of
     `bncheck verify` as keywords (`ddof=1`, `shape="N=10,p1=7,p2=4"`, `require="all"`) and returns the
-    report; raises AssertionError with the report's text when a check fails."""
+    report; raises AssertionError with the report's text when a check fails.
+
+    A SystemExit (a `sys.exit(0)` in the derivation), GeneratorExit or other BaseException that
+    reaches here from its import or its checks is an AssertionError too: it would otherwise end the
+    test, or the test session, with no verdict. Only KeyboardInterrupt goes on."""
     from bncheck.pipeline import verify
 
-    report = verify(derivation, config=config, **settings)
+    try:
+        report = verify(derivation, config=config, **settings)
+    except (Exception, KeyboardInterrupt):
+        raise
+    except BaseException as err:
+        raise AssertionError(f"bncheck: {derivation}: stopped by {describe(err)} raised inside it, with no verdict") from err
     if not report.passed:
         raise AssertionError(f"bncheck: {report.derivation} failed\n{report_text(report)}")
     return report

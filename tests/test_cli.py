@@ -7,8 +7,11 @@ expensive seed-question and default runs are shared by module-scoped fixtures.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -580,3 +583,236 @@ def test_without_require_missing_functions_do_not_fail(grad_beta_only, tmp_path)
     checks = checks_by_name(report)
     assert checks["grad_beta"]["status"] == "pass"  # a plain-NumPy derivation is accepted
     assert checks["grad_G1"]["status"] == "missing" and checks["grad_G1"]["passed"] is True
+
+
+# ------------------------------------------------------------- 9. reports on stdout, report paths, consoles
+
+SMALL_RUN = ["--shape", "N=4,p1=2,p2=2", "--trials", "2"]
+
+# A correct grad_beta that writes to stdout every way it can, at import and when called.
+NOISY = '''\
+import os
+import sys
+
+import numpy as np
+
+print("print at import")
+os.write(1, b"os.write at import\\n")
+
+
+def grad_beta(ctx):
+    print("print in grad_beta")
+    sys.__stdout__.write("sys.__stdout__ in grad_beta\\n")
+    os.write(1, b"os.write in grad_beta\\n")
+    D = (-2.0 / ctx.N) * (np.asarray(ctx.resid) @ np.asarray(ctx.G2).T) * np.asarray(ctx.dA)
+    return D.sum(axis=0)
+'''
+
+
+def bncheck_process(args, cwd=None, env=None, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    """`python -m bncheck ARGS` in a process of its own, with this tree's bncheck: for what an in-process
+    runner cannot show (file descriptors, encodings, a working folder that user code changes)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "bncheck", *map(str, args)], cwd=cwd, env=env, stdout=stdout, stderr=subprocess.PIPE,
+        text=True, timeout=300,
+    )
+
+
+def strict_json(text: str):
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("option", ["--json", "--junit"])
+def test_a_derivations_output_never_corrupts_the_report_on_stdout(tmp_path, option):
+    noisy = write(tmp_path / "noisy.py", NOISY)
+    proc = bncheck_process(["verify", noisy, *SMALL_RUN, option, "-"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    if option == "--json":
+        assert strict_json(proc.stdout)["passed"] is True
+    else:
+        assert ET.fromstring(proc.stdout).get("failures") == "0"
+    # What the derivation wrote is not lost: it is on stderr, with the table.
+    for written in ("print at import", "os.write at import", "print in grad_beta", "sys.__stdout__ in grad_beta",
+                    "os.write in grad_beta", "PASS"):
+        assert written in proc.stderr
+
+
+def test_junit_dash_is_standard_output_and_the_table_goes_to_stderr(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["verify", *SMALL_RUN, "--junit", "-"])
+    assert result.exit_code == 0, result.output
+    assert ET.fromstring(result.stdout_bytes).tag == "testsuites"
+    assert "PASS" in result.stderr and "PASS" not in result.stdout
+    assert list(tmp_path.iterdir()) == []  # no file named "-"
+
+
+def _report_path_cases():
+    """(id, args given the folder, the derivation and a config file, fragments of the error)."""
+    return [
+        ("json-empty", lambda d, mine, cfg: ["--json", ""], ["json", "empty"]),
+        ("junit-empty", lambda d, mine, cfg: ["--junit", ""], ["junit", "empty"]),
+        ("both-stdout", lambda d, mine, cfg: ["--json", "-", "--junit", "-"], ["standard output"]),
+        ("same-file", lambda d, mine, cfg: ["--json", d / "r.out", "--junit", d / "r.out"], ["r.out", "both"]),
+        ("same-file-relative", lambda d, mine, cfg: ["--json", "r.out", "--junit", d / "r.out"], ["r.out", "both"]),
+        ("a-folder", lambda d, mine, cfg: ["--json", d], ["json", "folder"]),
+        ("the-derivation", lambda d, mine, cfg: ["--json", mine], ["json", "mine.py"]),
+        ("another-py-file", lambda d, mine, cfg: ["--junit", d / "helpers.py"], ["junit", "helpers.py", "Python"]),
+        ("the-config", lambda d, mine, cfg: ["--config", cfg, "--junit", cfg], ["junit", "gate.toml"]),
+        ("config-says-empty", lambda d, mine, cfg: ["--config", write(d / "empty.toml", 'json = ""\n')], ["json", "empty"]),
+    ]
+
+
+@pytest.mark.parametrize("case", _report_path_cases(), ids=[c[0] for c in _report_path_cases()])
+def test_bad_report_paths_are_refused_before_anything_runs(tmp_path, monkeypatch, case):
+    _, make_args, fragments = case
+    monkeypatch.chdir(tmp_path)
+    ran = tmp_path / "imported"
+    mine = write(tmp_path / "mine.py", f"import pathlib\npathlib.Path({str(ran)!r}).touch()\n\n" + GRAD_BETA_ONLY)
+    write(tmp_path / "helpers.py", "HELP = 1\n")
+    config = write(tmp_path / "gate.toml", "[sweep]\ntrials = 2\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert_one_line_error(invoke(["verify", mine, *SMALL_RUN, *make_args(tmp_path, mine, config)]), *fragments)
+    assert not ran.exists()  # refused before the derivation was imported
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.name in before} == before
+
+
+@pytest.mark.parametrize("option", ["--json", "--junit"])
+@pytest.mark.parametrize("victim", ["case", "values", "a-file-of-a-csv-case"])
+def test_verify_values_never_writes_a_report_over_its_inputs(tmp_path, option, victim):
+    csv = victim == "a-file-of-a-csv-case"
+    case = tmp_path / ("case" if csv else "case.json")
+    export = ["case", "export", "--shape", "N=4,p1=2,p2=2,k=1", "--out", case, *(["--format", "csv"] if csv else [])]
+    assert invoke(export).exit_code == 0
+    values = write(tmp_path / "values.json", '{"arrays": {"grad_beta": [0.0, 0.0]}}\n')
+    target = {"case": case, "values": values, "a-file-of-a-csv-case": case / "X.csv"}[victim]
+    before = target.read_bytes()
+    assert_one_line_error(invoke(["verify-values", case, values, option, target]), target.name)
+    assert target.read_bytes() == before
+
+
+def test_report_paths_do_not_move_when_user_code_changes_folder(tmp_path):
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir(), elsewhere.mkdir()
+    wanders = write(here / "wanders.py", f"import os\nos.chdir({str(elsewhere)!r})\n\n" + GRAD_BETA_ONLY.replace(
+        "def grad_beta(ctx):\n", f"def grad_beta(ctx):\n    os.chdir({str(elsewhere)!r})\n"))
+    proc = bncheck_process(["verify", "wanders.py", *SMALL_RUN, "--json", "r.json", "--junit", "r.xml"], cwd=here)
+    assert proc.returncode == 0, proc.stderr
+    assert strict_json((here / "r.json").read_text(encoding="utf-8"))["passed"] is True
+    ET.parse(here / "r.xml")
+    assert list(elsewhere.iterdir()) == []
+    assert wanders.exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("full", ["--json", "--junit"])
+def test_a_report_that_cannot_be_written_does_not_keep_the_other_from_being_written(tmp_path, full):
+    other = {"--json": "--junit", "--junit": "--json"}[full]
+    path = tmp_path / "other.out"
+    result = invoke(["verify", *SMALL_RUN, full, "/dev/full", other, path])
+    line = assert_one_line_error_after_table(result)
+    assert "/dev/full" in line
+    if other == "--json":
+        assert strict_json(path.read_text(encoding="utf-8"))["passed"] is True
+    else:
+        assert ET.parse(path).getroot().get("failures") == "0"
+
+
+def assert_one_line_error_after_table(result) -> str:
+    """Exit 2 and exactly one error line, after the table of a run that went to its end."""
+    out = all_output(result)
+    assert result.exit_code == 2, out
+    assert "Traceback" not in out and "PASS" in out
+    errors = [line for line in out.splitlines() if line.startswith("bncheck: error:")]
+    assert len(errors) == 1, out
+    return errors[0]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("extra", [[], ["--json", "-"], ["--junit", "-"]], ids=["table", "json", "junit"])
+def test_stdout_on_a_full_disk_is_one_line_and_exit_2(extra):
+    with open("/dev/full", "w") as full:
+        proc = bncheck_process(["verify", *SMALL_RUN, *extra], stdout=full)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("bncheck: error:")]
+    assert len(errors) == 1 and "standard output" in errors[0] and "No space left" in errors[0], proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, status",
+    [(["verify", "--config", "tests/small.toml", "--trials", "2"], 0),  # the header's N∈[2,12]
+     (["verify", "tests/derivations/slip_dropped_inv_n.py", *SMALL_RUN], 1)],  # ✗, the error map's shades
+    ids=["passing", "failing"],
+)
+def test_an_ascii_console_degrades_characters_and_keeps_the_status(repo_root, args, status):
+    proc = bncheck_process(args, cwd=repo_root, env={"PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == status, proc.stderr
+    assert proc.stderr == "" and ("PASS" if status == 0 else "FAIL") in proc.stdout
+    assert "N?[2,12]" in proc.stdout if status == 0 else "? grad_G2" in proc.stdout
+
+
+MODEL_BASE = '''\
+def inputs(d):
+    return {"x": (d["N"],)}
+
+
+def params(d):
+    return {"w": (d["N"],)}
+
+
+def forward(x, w):
+    return {"R": (x * w).sum()}
+'''
+
+
+@pytest.mark.parametrize(
+    "source",
+    ['DIMS = {"N": (1, 4)}\nOPTIONS = 5\n' + MODEL_BASE, 'DIMS = {"N": (1, 4)}\nOUTPUTS = 5\n' + MODEL_BASE,
+     "import sys\n\nsys.exit(0)\n", "raise GeneratorExit\n"],
+    ids=["options-not-a-list", "outputs-not-a-dict", "sys-exit-0", "generator-exit"],
+)
+def test_models_of_a_broken_model_file_is_one_line(tmp_path, source):
+    model = write(tmp_path / "broken.py", source)
+    assert_one_line_error(invoke(["models", model]))
+
+
+def test_models_shows_a_model_files_names_as_they_are(tmp_path):
+    # Names and descriptions are the file author's: brackets in them are text, not rich markup.
+    model = write(tmp_path / "brackets.py", '''\
+        DIMS = {"N": (1, 4)}
+        SUMMARY = "a [/bold] summary"
+
+
+        def inputs(d):
+            return {"x[/red]": (d["N"],)}
+
+
+        def params(d):
+            return {"w": (d["N"],)}
+
+
+        def forward(**arrays):
+            return {"R": (arrays["x[/red]"] * arrays["w"]).sum()}
+        ''')
+    result = invoke(["models", model])
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    if result.exit_code == 2:  # a model file's names may be refused, on one line
+        assert_one_line_error(result)
+    else:
+        shown = " ".join(result.output.split())
+        assert result.exit_code == 0 and "a [/bold] summary" in shown and "x[/red]" in shown
+
+
+def test_the_python_api_checks_and_fixes_report_paths_too(tmp_path, monkeypatch):
+    from bncheck import BncheckError, resolve, verify
+
+    monkeypatch.chdir(tmp_path)
+    settings = resolve({"json": "r.json", "junit": "sub/../r.xml"})
+    assert (settings.json, settings.junit) == (str(tmp_path / "r.json"), str(tmp_path / "r.xml"))
+    with pytest.raises(BncheckError, match="^json: the path is empty"):
+        verify(json="", trials=1)

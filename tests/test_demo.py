@@ -76,3 +76,11 @@ def test_command_shows_chart_and_table():
 
 def test_command_rejects_bad_steps():
     assert_one_line_error(invoke(["demo", "centering", "--steps", "0"]), "steps: must be between 1 and")
+
+
+@pytest.mark.parametrize("lr", ["1e308", "1e200"])
+def test_a_learning_rate_that_overflows_b_is_one_line_naming_lr(lr):
+    line = assert_one_line_error(invoke(["demo", "centering", "--lr", lr]), "lr: ", "overflows")
+    assert "choose a smaller lr" in line
+    with pytest.raises(SettingsError, match="^lr: .* overflows after"):
+        centering(lr=float(lr))

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import DERIVATIONS
+from conftest import DERIVATIONS, REPO
 from typer.testing import CliRunner
 
 import bncheck
+import bncheck.pipeline
 from bncheck.cli import app
 from bncheck.testing import assert_derivation
 
@@ -140,3 +146,112 @@ def test_assert_derivation_takes_a_config(tmp_path):
     '''), encoding="utf-8")
     with pytest.raises(AssertionError, match="required but not defined"):
         assert_derivation(DERIVATIONS / "slip_dropped_inv_n.py", config=config)
+
+
+# ------------------------------------------------------------------ a gate that user code cannot end with 0
+
+SMALL_RUN = ["--shape", "N=4,p1=2,p2=2", "--trials", "2"]
+
+
+def bncheck_process(args, cwd=None, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m bncheck ARGS` in a process of its own: for exits, signals, descriptors and encodings,
+    which an in-process runner cannot show."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **kwargs.pop("env", {})}
+    return subprocess.run(
+        [sys.executable, "-m", "bncheck", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=300, **kwargs,
+    )
+
+
+def assert_no_pass(proc: subprocess.CompletedProcess) -> None:
+    """A failed check (1) or one line of error (2): never 0, never a traceback."""
+    assert proc.returncode in (1, 2), (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    if proc.returncode == 2:
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("bncheck: error:"), proc.stderr
+
+
+EXITS = {
+    "sys-exit-0-in-a-function": "import sys\n\n\ndef grad_beta(ctx):\n    sys.exit(0)\n",
+    "sys-exit-0-at-import": "import sys\n\nsys.exit(0)\n\n\ndef grad_beta(ctx):\n    return 0\n",
+    "exit-none-in-a-function": "def grad_beta(ctx):\n    raise SystemExit\n",
+    "generator-exit-in-a-function": "def grad_beta(ctx):\n    raise GeneratorExit('closed')\n",
+    "base-exception-at-import": "class Stop(BaseException):\n    pass\n\n\nraise Stop('no')\n",
+}
+
+
+@pytest.mark.parametrize("source", EXITS.values(), ids=EXITS.keys())
+def test_a_derivation_that_exits_never_passes_the_cli(tmp_path, source):
+    path = tmp_path / "exits.py"
+    path.write_text(source, encoding="utf-8")
+    assert_no_pass(bncheck_process(["verify", path, *SMALL_RUN]))
+
+
+def test_a_model_file_that_exits_never_passes(tmp_path):
+    model = tmp_path / "model.py"
+    model.write_text("import sys\n\nsys.exit(0)\n", encoding="utf-8")
+    assert_no_pass(bncheck_process(["verify", "--model", model, "--trials", "1"]))
+    assert_no_pass(bncheck_process(["models", model]))
+
+
+class Stop(BaseException):
+    pass
+
+
+@pytest.mark.parametrize(
+    "raised, named",
+    [(SystemExit(0), "SystemExit(0)"), (SystemExit(None), "SystemExit(None)"), (GeneratorExit(), "GeneratorExit()"),
+     (Stop("odd"), "Stop('odd')")],
+    ids=["sys-exit-0", "sys-exit-none", "generator-exit", "base-exception"],
+)
+def test_a_base_exception_escaping_the_run_is_one_line_and_exit_2(monkeypatch, raised, named):
+    # The CLI's last line of defence, whatever the call sites catch: nothing that reaches it ends the
+    # process with the status it carries.
+    def stopped(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(bncheck.pipeline, "verify", stopped)
+    result = invoke(["verify", *SMALL_RUN])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bncheck: error: stopped by " + named), result.output
+
+    debug = invoke(["verify", *SMALL_RUN, "--debug"])
+    assert debug.exit_code == 2 and "Traceback" in debug.output and "bncheck: error: stopped by" in debug.output
+
+
+def test_ctrl_c_says_interrupted_and_exits_130(tmp_path):
+    started = tmp_path / "started"
+    path = tmp_path / "slow.py"
+    path.write_text(
+        f"import pathlib, time\n\n\ndef grad_beta(ctx):\n    pathlib.Path({str(started)!r}).touch()\n    time.sleep(120)\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bncheck", "verify", str(path), *SMALL_RUN], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert err.strip().splitlines() == ["bncheck: interrupted"], err
+
+
+@pytest.mark.parametrize("source", [EXITS["sys-exit-0-in-a-function"], EXITS["sys-exit-0-at-import"],
+                                    EXITS["generator-exit-in-a-function"]], ids=["function", "import", "generator-exit"])
+def test_assert_derivation_never_passes_a_derivation_that_exits(tmp_path, source):
+    path = tmp_path / "exits.py"
+    path.write_text(source, encoding="utf-8")
+    with pytest.raises((AssertionError, bncheck.BncheckError)):
+        assert_derivation(path, shape="N=4,p1=2,p2=2", trials=2)

@@ -7,16 +7,36 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from bncheck.compare import error_map
 from bncheck.diagnose import closeness, diagnose
 from bncheck.loader import Check, Derivation, parse_check
 from bncheck.models import Model
 from bncheck.references import REFERENCE_NAMES
+from bncheck.report.text import printable
 from bncheck.settings import Settings
 from bncheck.check import Tally
 from bncheck.draws import Draw
 from bncheck.engine import Engine
 from bncheck.sweep import SweepResult
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as strict JSON can hold it: a non-finite number (an infinite error, a ratio got/want
+    that overflowed) becomes null, as JSON has no inf or nan and the diagnosis says what went wrong;
+    NumPy scalars and arrays become numbers and lists; user text is cut and escaped (report.text)."""
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, (np.generic, np.ndarray)):
+        return json_safe(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return printable(value)
+    return value
 
 
 @dataclass
@@ -44,11 +64,7 @@ class CheckResult:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        out = dict(vars(self))
-        for key in ("max_abs_err", "max_rel_err"):
-            if out[key] is not None and not math.isfinite(out[key]):
-                out[key] = None  # JSON has no inf; the diagnosis says why
-        return out
+        return json_safe(vars(self))
 
 
 @dataclass
@@ -68,7 +84,7 @@ class Report:
         return [{"check": c.name, "message": w} for c in self.checks for w in c.warnings]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return json_safe({
             "passed": self.passed,
             "model": self.model,
             "derivation": self.derivation,
@@ -78,7 +94,7 @@ class Report:
             "redrawn": self.redrawn,
             "checks": [c.to_dict() for c in self.checks],
             "warnings": self.warnings,
-        }
+        })
 
     @property
     def failed(self) -> list[CheckResult]:

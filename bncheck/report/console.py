@@ -1,4 +1,8 @@
-"""The terminal report: a rich renderable that never prints by itself (the CLI owns the Console)."""
+"""The terminal report: a rich renderable that never prints by itself (the CLI owns the Console).
+
+Print it with `crop=False`: a replay command is one line however wide the console, so that a pasted
+replay keeps all its flags, and cropping it at the console's width would cut them off instead.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bncheck.report import CheckResult, Report
+from bncheck.report.text import fold_frames, printable
 
 _STYLE = {"pass": "green", "fail": "bold red", "error": "bold red", "missing": "yellow", "skipped": "yellow"}
 
@@ -21,15 +26,15 @@ def _case(check: CheckResult) -> str:
         return ""
     shape = " ".join(f"{k}={v}" for k, v in check.worst["shape"].items())
     where = f" at {check.worst['index']}" if check.worst.get("index") else ""
-    return f"{shape} seed {check.worst['seed']}{where}"
+    return printable(f"{shape} seed {check.worst['seed']}{where}")
 
 
 def _note(check: CheckResult) -> str:
     if check.diagnosis is not None:
-        text = f"{check.diagnosis['code']}: {check.diagnosis['message']}"
-        frames = check.diagnosis.get("traceback") or []
-        return "\n".join([text, *(f"  at {frame}" for frame in frames)])
-    return check.message or ""
+        text = printable(f"{check.diagnosis['code']}: {check.diagnosis['message']}")
+        frames = fold_frames(check.diagnosis.get("traceback") or [], prefix="at ")
+        return "\n".join([text, *(f"  {frame}" for frame in frames)])
+    return printable(check.message or "")
 
 
 # Shades of a cell by its error relative to the map's largest, a decade a step: the structure of a slip
@@ -80,7 +85,7 @@ class ReportView:
         options = f"{options}; " if options else ""
         yield Text.assemble(
             ("bncheck ", "bold"),
-            f"{r.derivation} on {r.model}: {r.draws} draws{redrawn}, {shapes}\n",
+            printable(f"{r.derivation} on {r.model}: {r.draws} draws{redrawn}, {shapes}") + "\n",
             (
                 f"{s['dtype']}, rtol {s['rtol']:g}, atol {s['atol']:g}; {options}"
                 f"seed {s['seed']}; against {', '.join(references) or 'nothing'}",
@@ -96,11 +101,11 @@ class ReportView:
         table.add_column("worst draw")
         for c in shown:
             table.add_row(
-                c.name,
+                Text(printable(c.name)),
                 Text(c.status if c.passed else c.status.upper(), style=_STYLE[c.status]),
                 _num(c.max_abs_err),
                 _num(c.max_rel_err),
-                _case(c),
+                Text(_case(c)),
             )
         yield table
         absent = [c.name for c in r.checks if c.status == "missing" and c.passed]
@@ -108,13 +113,13 @@ class ReportView:
             yield Text(f"not defined (not required): {', '.join(absent)}", style="dim")
         for c in r.checks:
             if c.passed and c.message and c.status != "missing":
-                yield Text.assemble((f"{c.name}: ", "yellow"), c.message)
+                yield Text.assemble((f"{c.name}: ", "yellow"), printable(c.message))
         for w in r.warnings:
-            yield Text.assemble(("warning: ", "yellow"), (f"{w['check']}: ", "yellow"), w["message"])
+            yield Text.assemble(("warning: ", "yellow"), (f"{w['check']}: ", "yellow"), printable(w["message"]))
         for c in r.failed:
-            yield Text.assemble(("\n✗ ", "bold red"), (c.name, "bold"), "  ", _note(c))
+            yield Text.assemble(("\n✗ ", "bold red"), (printable(c.name), "bold"), "  ", _note(c))
             if c.replay:
-                yield Text.assemble(("  replay: ", "dim"), c.replay)
+                yield Text.assemble(("  replay: ", "dim"), printable(c.replay), no_wrap=True, overflow="ignore")
             if c.error_map is not None:
                 yield from _error_map(c)
         ran = [c for c in r.checks if c.status in ("pass", "fail", "error")]

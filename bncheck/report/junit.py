@@ -1,4 +1,9 @@
-"""JUnit XML (xunit2): one testcase per check, so a CI system lists each gradient as a test."""
+"""JUnit XML (xunit2): one testcase per check, so a CI system lists each gradient as a test.
+
+Every string is passed through report.text first: an exception message may hold characters XML 1.0
+cannot carry at all (NUL, ESC, a lone surrogate), and a file with one of them is no XML a CI server
+can read.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from bncheck.report import Report
+from bncheck.report.text import fold_frames, printable
 
 
 def to_junit(report: Report) -> ET.ElementTree:
@@ -18,14 +24,16 @@ def to_junit(report: Report) -> ET.ElementTree:
     suite = ET.SubElement(
         root,
         "testsuite",
-        name=f"bncheck.{report.model}.{report.derivation}",
+        name=printable(f"bncheck.{report.model}.{report.derivation}"),
         **counts,
         skipped=str(skipped),
     )
     for c in checks:
-        case = ET.SubElement(suite, "testcase", classname=f"bncheck.{report.model}", name=c.name)
+        case = ET.SubElement(
+            suite, "testcase", classname=printable(f"bncheck.{report.model}"), name=printable(c.name)
+        )
         text = "; ".join(
-            part
+            printable(part)
             for part in (
                 c.diagnosis and f"{c.diagnosis['code']}: {c.diagnosis['message']}",
                 c.message,
@@ -36,8 +44,8 @@ def to_junit(report: Report) -> ET.ElementTree:
         )
         # The body adds what a CI page shows under the one-line message: the user's traceback frames
         # and the worst entries of the error map.
-        body = "\n".join([text, *(c.diagnosis or {}).get("traceback", []), *_worst_entries(c)])
-        kind = (c.diagnosis or {}).get("code", c.status)
+        body = "\n".join([text, *fold_frames((c.diagnosis or {}).get("traceback", [])), *_worst_entries(c)])
+        kind = printable(str((c.diagnosis or {}).get("code", c.status)))
         if c.status == "error":
             ET.SubElement(case, "error", message=text or "error", type=kind).text = body
         elif not c.passed:
@@ -53,7 +61,11 @@ def _worst_entries(c) -> list[str]:
     return [f"at {e['index']}: got {e['got']:.6g}, want {e['want']:.6g}" for e in c.error_map["entries"]]
 
 
-def write_junit(report: Report, path: str | Path) -> None:
+def junit_bytes(report: Report) -> bytes:
     tree = to_junit(report)
     ET.indent(tree)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+    return ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def write_junit(report: Report, path: str | Path) -> None:
+    Path(path).write_bytes(junit_bytes(report))
