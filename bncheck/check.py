@@ -22,6 +22,8 @@ import numpy as np
 from bncheck.compare import Comparison, NotAnArray, as_array, compare, compare_rows, floor_of, rounding_spread
 from bncheck.draws import Ctx, Draw, frozen
 from bncheck.engine import Record, vec_rows
+from bncheck.errors import BncheckError
+from bncheck.userfile import put_back
 from bncheck.loader import Check, Derivation, user_frames
 from bncheck.matrix_free import compare_products
 
@@ -116,6 +118,7 @@ def _ctx_class_kept() -> bool:
 def call(fn, args: tuple, timeout: float, file: str) -> Any:
     """fn(*args) converted to a float64 array (NotAnArray when it is none), or Raised. A Ctrl-C
     (KeyboardInterrupt) is the person's, not the function's: it stops the run."""
+    fields = dict(vars(args[0])) if args and isinstance(args[0], Ctx) else {}
     try:
         with np.errstate(all="ignore"), time_limit(timeout):
             value = fn(*args)
@@ -123,9 +126,13 @@ def call(fn, args: tuple, timeout: float, file: str) -> Any:
         raise
     except BaseException as err:  # noqa: BLE001 - the user's code may raise anything; see the module docstring
         _ctx_class_kept()
+        put_back()
         return Raised(describe(err), user_traceback(err, file), isinstance(err, MemoryError))
+    put_back()
     if not _ctx_class_kept():
         return Raised("the function changed the class of ctx, which every check shares (put back)", [])
+    if args and isinstance(args[0], Ctx) and not args[0].holds(fields):
+        return Raised("the function changed its ctx (ctx is read-only; keep your own values in local variables)", [])
     try:
         # An object's __array__, shape or dtype is the user's code too, and can raise (or ask for a
         # broadcast view's 10^12 entries): that fails the check, it is no reason to skip it.
@@ -198,7 +205,12 @@ class Tally:
                 self.worst_failure = (draw, result)
                 self.worst_values = (np.asarray(got, dtype=np.float64), ref)
             size = getattr(got, "nbytes", 0) + getattr(ref, "nbytes", 0)
-            if len(self.samples) < FAILURE_SAMPLES and (not self.samples or self.sample_bytes + size <= sample_budget):
+            # A wrongly shaped value is kept for its repairs (flatten, transpose, diagonal), which need
+            # no more than the square of the reference's size: not a broadcast view of 10^12 entries.
+            repairable = getattr(got, "size", 0) <= max(getattr(ref, "size", 0) ** 2, 1024)
+            if repairable and len(self.samples) < FAILURE_SAMPLES and (
+                not self.samples or self.sample_bytes + size <= sample_budget
+            ):
                 self.samples.append((draw, got, ref))
                 self.sample_bytes += size
 
@@ -365,6 +377,8 @@ class Checker:
         try:
             with np.errstate(all="ignore"):
                 broken = invariant(ctx, got)
+        except BncheckError:  # a model file's invariant that raises: the model file is broken
+            raise
         except Exception:  # an invariant that cannot be evaluated on this value says nothing about it
             return
         if broken:

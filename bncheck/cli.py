@@ -63,8 +63,8 @@ DtypeOption = _setting(str, "--dtype", "float64 | float32, with its own toleranc
 RtolOption = _setting(float, "--rtol", "Pass if max|got-ref| <= atol + rtol*max|ref|. [default: by dtype]")
 AtolOption = _setting(float, "--atol", "Absolute tolerance. [default: by dtype]")
 RequireOption = _setting(str, "--require", "Checks that must be defined: all, or names such as beta,gamma,jac_B_G1.")
-JsonOption = _setting(str, "--json", "Write the JSON report here ('-' for standard output; the table then goes to stderr).")
-JunitOption = _setting(str, "--junit", "Write a JUnit XML report here ('-' for standard output; the table then goes to stderr).")
+JsonOption = _setting(str, "--json", "Write the JSON report here ('-' for standard output, and no table).")
+JunitOption = _setting(str, "--junit", "Write a JUnit XML report here ('-' for standard output, and no table).")
 MaxMemoryOption = _setting(
     float, "--max-memory-mb", "What the run may hold in memory at once; draws are checked in chunks that fit, "
     "and a shape or file that cannot fit is refused before it is allocated. [default: 4096]"
@@ -222,8 +222,9 @@ def verify(
 
 
 def _finish(report, settings) -> int:
-    """The table, the reports, and the exit status: 0 passed, 1 failed. The table goes to stdout, or to
-    stderr when a report takes stdout. A report that cannot be written does not keep the others from
+    """The table, the reports, and the exit status: 0 passed, 1 failed. The table goes to stdout, unless
+    a report takes stdout: then there is no table (a pipeline reads the report; a person reads its
+    exit status and, for an error, one line on stderr). A report that cannot be written does not keep the others from
     being written; it makes the run exit 2, with one line."""
     from bncheck.report.console import ReportView
     from bncheck.report.jsonfile import to_json, write_json
@@ -231,11 +232,12 @@ def _finish(report, settings) -> int:
 
     problems = []
     on_stdout = "-" in (settings.json, settings.junit)
-    try:
-        _print(errors if on_stdout else console, ReportView(report))
-    except BncheckError as err:
-        problems.append(str(err))
-    if on_stdout:
+    if not on_stdout:
+        try:
+            _print(console, ReportView(report))
+        except BncheckError as err:
+            problems.append(str(err))
+    else:
         try:
             _write_stdout(to_json(report).encode() if settings.json == "-" else junit_bytes(report))
         except OSError as err:

@@ -336,7 +336,7 @@ def _diagnose(samples, problem, rerun, layout, fit: Fit) -> dict:
     keep = [i for i, (_, g, _) in enumerate(arrays) if g is not None and np.isfinite(g).all()]
     pairs = [arrays[i] for i in keep]
     if problem is not None:
-        fixed = _repair(pairs)
+        fixed = _repair(pairs) if pairs else None
         if fixed is None:
             return problem
         repair, repaired = fixed

@@ -52,6 +52,11 @@ class Ctx:
         other.__dict__.update(self.__dict__)
         return other
 
+    def holds(self, fields: dict[str, Any]) -> bool:
+        """Whether this ctx still holds exactly `fields` (its own, noted before a function ran)."""
+        now = self.__dict__
+        return now.keys() == fields.keys() and all(now[k] is v for k, v in fields.items())
+
     def __getattr__(self, name: str):
         known = ", ".join(self.__dict__)
         raise AttributeError(f"ctx has no field {name!r}; its fields: {known}")

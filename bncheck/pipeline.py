@@ -27,7 +27,7 @@ def verify(
     Settings come from `settings` if given, else from `config` and keyword flags as on the command
     line (`verify("mine.py", ddof=1, shape="N=10,p1=7,p2=4")`).
     """
-    from bncheck.userfile import guarded
+    from bncheck.userfile import guarded, put_back
 
     # From the first line of a user's file (a model file is imported while the settings resolve) to
     # the report: see userfile.guarded.
@@ -39,6 +39,7 @@ def verify(
             raise BncheckError(f"derivation: model {model.name} has no built-in derivation; give a derivation file")
         spec = model.default_derivation if derivation is None else derivation
         loaded = load_derivation(str(spec) if isinstance(spec, Path) else spec, model)
+        put_back()
         return check(model, settings, loaded, on_progress=on_progress, on_phase=on_phase)
 
 

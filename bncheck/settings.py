@@ -288,9 +288,15 @@ def _report_path(name: str, path: str, inputs: Iterable[str | os.PathLike | None
         for given in filter(None, inputs):
             if _overwrites(target, Path(given)):
                 raise SettingsError(f"{name}: {path} is {given}, a file being checked; a report would overwrite it")
-        writable = os.access(target, os.W_OK) if target.exists() else os.access(target.parent, os.W_OK | os.X_OK)
-        if not writable:
-            raise SettingsError(f"{name}: cannot write {path}: permission denied")
+        if target.exists() and not target.is_file():
+            raise SettingsError(f"{name}: {path} is not a regular file (a pipe or a device); give a file")
+        # Tried, not inferred from permission bits, which say yes to root on a read-only or virtual
+        # file system (/proc): the file is opened for appending, and removed again if it was new.
+        existed = target.exists()
+        with open(target, "ab"):
+            pass
+        if not existed:
+            target.unlink()
     except OSError as err:  # a name too long, a loop of links: the report could not be written either
         raise SettingsError(f"{name}: cannot write {path}: {err.strerror or err}") from None
     except ValueError as err:  # a NUL byte, which no file name holds

@@ -10,7 +10,9 @@ holds:
   of printing a traceback into the report's stream;
 - every function of NumPy, JAX, `math`, `builtins` and bncheck's own modules, and the ctx class, is
   noted before user code runs and compared after: a file that replaced one (`np.abs = ...`, a patched
-  `jax.grad`, `Ctx.__getattr__`) could make every check pass, so the run is refused, with the names.
+  `jax.grad`, `Ctx.__getattr__`) could make every check pass, so the run is refused, with the names;
+  so is one that replaced those modules in sys.modules (put back at once, see put_back, so that the
+  run can get that far).
 """
 
 from __future__ import annotations
@@ -24,6 +26,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bncheck.errors import BncheckError
+
+
+# While guarded() holds: the modules bncheck imports by name (sys.modules entries a user's code could
+# replace or set to None), and the names of those it found replaced.
+_MODULES: dict[str, object] = {}
+_REPLACED: list[str] = []
+
+
+def put_back() -> None:
+    """Puts back any module bncheck relies on that a user's code replaced in sys.modules (noting it,
+    so that the run is refused when guarded() ends): called after each import and call of user code,
+    so that bncheck's own next `import jax` still finds JAX."""
+    for name, module in _MODULES.items():
+        if sys.modules.get(name) is not module:
+            sys.modules[name] = module
+            _REPLACED.append(f"sys.modules[{name!r}]")
 
 
 class ExitCalled(BaseException):
@@ -64,6 +82,9 @@ def guarded() -> Iterator[None]:
     import bncheck.sweep  # noqa: F401
 
     before = _snapshot(_watched())
+    core = ("numpy", "numpy.linalg", "jax", "jax.numpy", "jax.lax", "jax.random", "jax.tree_util")
+    _MODULES.update({name: m for name, m in sys.modules.items() if name in core or name.split(".")[0] == "bncheck"})
+    _REPLACED.clear()
     hooks = (os._exit, threading.excepthook, sys.unraisablehook)
     os._exit = _exit
     threading.excepthook = lambda args: None
@@ -72,7 +93,9 @@ def guarded() -> Iterator[None]:
         yield
     finally:
         os._exit, threading.excepthook, sys.unraisablehook = hooks
-        replaced = []
+        put_back()
+        replaced = list(dict.fromkeys(_REPLACED))
+        _MODULES.clear()
         for owner, functions in before:
             now = vars(owner)
             for key, was in functions.items():

@@ -739,7 +739,8 @@ def grad_G2(ctx):
       0, "9", timeout=120),
 
     # ---- NEW: the environment a derivation can reach
-    H("numpy-functions-monkeypatched", ["verify", "d.py", *TINY], 1, "NEW",
+    # Refused (2) once bncheck sees its own tools replaced, or failed (1): never a pass.
+    H("numpy-functions-monkeypatched", ["verify", "d.py", *TINY], (1, 2), "NEW",
       files={"d.py": NP + '''
 np.abs = np.absolute = lambda x, *a, **k: np.zeros(np.shape(x))
 np.max = np.amax = np.nanmax = lambda x, *a, **k: 0.0

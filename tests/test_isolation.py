@@ -125,6 +125,7 @@ def test_ctx_arrays_and_class_cannot_be_made_writeable(run, tmp_path, body):
     "import numpy as np\nnp.abs = lambda x: x * 0\n",
     "import jax\njax.grad = lambda f, *a, **k: (lambda *x, **y: 0)\n",
     "import bncheck.compare as c\nc.compare = lambda *a, **k: None\n",
+    "import sys\nsys.modules['jax'] = None\nsys.modules['jax.numpy'] = None\n",
 ])
 def test_a_file_that_replaces_what_bncheck_relies_on_is_refused(run, tmp_path, patch):
     from bncheck.errors import BncheckError
@@ -146,3 +147,18 @@ def test_os_exit_from_a_function_fails_its_check(run, tmp_path):
     import os
 
     assert os._exit.__module__ in ("posix", "nt")  # put back
+
+
+def test_a_function_that_empties_its_ctx_fails(run, tmp_path):
+    body = "def grad_beta(ctx):\n    value = ctx.beta * 0 + 1\n    vars(ctx).clear()\n    return value\n"
+    report = _run(run, tmp_path, body)
+    assert "changed its ctx" in _check(report, "grad_beta").diagnosis["message"]
+    assert statuses(report)["grad_G2"] == "pass"
+
+
+def test_a_huge_wrongly_shaped_value_fails_its_check(run, tmp_path):
+    body = "import numpy as np\ndef grad_beta(ctx):\n    return np.broadcast_to(np.float64(0.0), (10**6, 10**6))\n"
+    report = _run(run, tmp_path, body)
+    check = _check(report, "grad_beta")
+    assert check.status == "fail" and check.diagnosis["code"] == "shape"
+    assert statuses(report)["grad_G2"] == "pass"
