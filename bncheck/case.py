@@ -304,17 +304,20 @@ def read_values(path: Path, case: Case) -> tuple[Derivation, dict[str, str]]:
 def verify_values(case_path: Path, values_path: Path, flags: dict[str, Any]) -> tuple[Report, Settings]:
     """The report `verify` would give on this case had the derivation returned these values, and the
     settings it ran under."""
+    from bncheck.assess import assess
+    from bncheck.assess.diagnose import diagnosis
     from bncheck.report import build_report
 
     case = read_case(case_path, flags)
     with scope(case.settings.device):
         derivation, problems = read_values(values_path, case)
         sweep = run_sweep(Engine(case.model, case.settings), derivation, draws=[case.draw()])
-        report = build_report(case.model, case.settings, derivation, sweep)
+        assessments = assess(derivation, sweep)
+    report = build_report(case.model, case.settings, derivation, sweep, assessments)
     replay = shlex.join(["bncheck", "verify-values", str(case_path), str(values_path)])
     for result in report.checks:
         if result.name in problems:
-            result.diagnosis = {"code": "non-array", "message": problems[result.name]}
+            result.diagnosis = diagnosis("shape", problems[result.name])
         if result.replay is not None:
             result.replay = replay
     return report, case.settings

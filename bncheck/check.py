@@ -19,14 +19,26 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bncheck.compare import Comparison, NotAnArray, as_array, compare, compare_rows, floor_of, rounding_spread
+from bncheck.compare import (
+    Comparison,
+    NotAnArray,
+    as_array,
+    compare,
+    compare_products,
+    compare_rows,
+    floor_of,
+    rounding_spread,
+)
 from bncheck.draws import Ctx, Draw, frozen
 from bncheck.engine import Record, vec_rows
 from bncheck.errors import BncheckError
 from bncheck.userfile import put_back
 from bncheck.loader import Check, Derivation, user_frames
-from bncheck.matrix_free import compare_products
 
+# The reference each kind of check is compared with, by name; a dense Jacobian over a share of the
+# budget is compared by its products instead.
+REFERENCE_NAMES = {"gradient": "jax.grad", "jacobian": "jax.jacfwd", "jvp": "jax.jvp"}
+PRODUCTS = "jax.jvp/jax.vjp products"
 FAILURE_SAMPLES = 32  # failing (got, ref) pairs kept per check for the diagnosis
 # What the failing samples of one check may hold, as a share of --max-memory-mb.
 SAMPLES_SHARE = 1 / 8
@@ -171,14 +183,8 @@ class Tally:
     # Draws checked against a dense jax.jacfwd Jacobian and by products (matrix-free).
     dense_draws: int = 0
     product_draws: int = 0
-    # The smallest draw found that fails the same way (bncheck.shrink), for the replay.
-    smallest: Draw | None = None
-    # Opinions besides the sweep's own reference ({"fd": agrees?}, bncheck.fd), and warnings: checks
-    # that prove little, invariants broken, references that disagree. Neither changes the verdict.
-    references: dict[str, bool | None] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
     # Compared draws whose reference is zero up to rounding, and the draws whose value breaks one of
-    # the model's invariants, with the first of them and its sentence (bncheck.guards).
+    # the model's invariants, with the first of them and its sentence (bncheck.assess.warnings).
     vanishing: int = 0
     broken: int = 0
     first_broken: tuple[Draw, str] | None = None

@@ -79,7 +79,8 @@ class Comparison:
     abs_err: float
     rel_err: float
     index: tuple[int, ...]  # where |got - ref| is largest
-    # Set when the value could not be compared at all: "non-array", "shape" or "non-finite".
+    # Set when the value could not be compared at all: "shape" (also for a value that is not an
+    # array of numbers) or "non-finite".
     problem: str | None = None
     message: str | None = None
     allowed: float = 0.0  # the threshold abs_err was held to
@@ -113,7 +114,11 @@ def compare(value, ref: np.ndarray, rtol: float, atol: float, floor: float = 0.0
     got = None if isinstance(value, NotAnArray) else as_array(value)
     if got is None:
         kind = value.kind if isinstance(value, NotAnArray) else type(value).__name__
-        return Comparison(False, np.inf, np.inf, (), "non-array", f"returned a {kind}, not an array of numbers")
+        # Not an array where an array belongs is a slip of shape: one diagnosis code for both.
+        return Comparison(
+            False, np.inf, np.inf, (), "shape",
+            f"returned a {kind}, not an array of numbers, expected shape {ref.shape}", got_shape=(),
+        )
     if got.shape != ref.shape:
         return Comparison(
             False, np.inf, np.inf, (), "shape", f"returned shape {got.shape}, expected {ref.shape}",
@@ -187,3 +192,34 @@ def error_map(got: np.ndarray, ref: np.ndarray) -> dict:
             "ratio": g / w if w != 0 else None,
         })
     return {"shape": list(diff.shape), "block": list(block), "grid": grid, "max": float(diff.max()), "entries": entries}
+
+# ---- matrix-free checks of a large dense Jacobian -------------------------------------------------
+#
+# Its products with random vectors against jax.jvp and jax.vjp, instead of a reference Jacobian built
+# with jax.jacfwd. For a user's J = ∂vec(out)/∂vec(target)ᵀ and random v (shaped like the target) and u
+# (shaped like the output), J vec(v) must equal vec(jax.jvp(out, target; v)) and vec(u)ᵀ J must equal
+# vec(jax.vjp(out, target)(u)). A slip that moves any entry of J moves these products, with
+# probability one over the random draws, and the references cost a forward and a backward pass, not
+# one per column of J.
+
+
+def compare_products(got, ref: dict, rough: dict, v: np.ndarray, u: np.ndarray, rtol: float, atol: float,
+                     dtype: str) -> tuple[Comparison, tuple]:
+    """Compares J (got) by its products with the probes v and u (vec'd, one per row) against ref's.
+
+    Returns the comparison of the worst product and (got, ref) for it; a J that is not an array of
+    the right shape, or not finite, is reported on J itself.
+    """
+    shape = (ref["Jv"].shape[1], ref["uJ"].shape[1])
+    J = as_array(got)
+    if J is None or J.shape != shape or not np.isfinite(J).all():
+        # compare() names these problems before it looks at any value of the reference.
+        # The reference stands in as zeros of the right shape: only its shape is ever read.
+        return compare(got, np.broadcast_to(0.0, shape), rtol, atol), (got, np.zeros(shape))
+    products = {"Jv": v @ J.T, "uJ": u @ J}
+    results = []
+    for kind, values in products.items():
+        for g, r, q in zip(values, ref[kind], rough[kind]):
+            results.append((compare(g, r, rtol, atol, noise_floor(r, q, dtype)), g, r))
+    worst = max(results, key=lambda item: item[0].rel_err)
+    return worst[0], worst[1:]

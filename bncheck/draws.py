@@ -75,7 +75,7 @@ class Draw:
     attempt: int = 0
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     directions: dict[str, np.ndarray] = field(default_factory=dict)
-    # Random vectors for matrix-free Jacobian checks: "v:<target>" and "u:<output>" (bncheck.matrix_free).
+    # Random vectors for matrix-free Jacobian checks: "v:<target>" and "u:<output>" (bncheck.compare.compare_products).
     probes: dict[str, np.ndarray] = field(default_factory=dict)
 
     def case_id(self, dtype: str) -> str:

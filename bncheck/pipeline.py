@@ -50,20 +50,16 @@ def check(
     on_progress: Callable[[int, int], None] = lambda done, total: None,
     on_phase: Callable[[str], None] = lambda text: None,
 ) -> Report:
-    """The whole run for a loaded model and derivation: the sweep, then its warnings, the smallest
-    failing cases, finite differences (`--reference fd`) and the report with its diagnoses, every
-    JAX computation of them inside one engine scope (the run's device and precision)."""
+    """The whole run for a loaded model and derivation: the sweep, what is assessed after it
+    (warnings, smallest failing cases, finite differences with `--reference fd`, diagnoses), and the
+    report, every JAX computation of them inside one engine scope (the run's device and precision)."""
+    from bncheck.assess import assess
     from bncheck.engine import Engine, scope
-    from bncheck.guards import warn
-    from bncheck.shrink import shrink_failures
     from bncheck.sweep import run_sweep
 
     with scope(settings.device):
         sweep = run_sweep(Engine(model, settings), derivation, on_progress=on_progress, on_phase=on_phase)
-        warn(sweep, settings.dtype)
-        shrink_failures(derivation, sweep)
-        if settings.reference == "fd":
-            from bncheck.fd import triangulate
-
-            triangulate(derivation, sweep)
-        return build_report(model, settings, derivation, sweep)
+        if sweep.draws:
+            on_phase("diagnosing")
+        assessments = assess(derivation, sweep)
+    return build_report(model, settings, derivation, sweep, assessments)

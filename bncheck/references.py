@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 from bncheck.models import Model
 
-REFERENCE_NAMES = {"gradient": "jax.grad", "jacobian": "jax.jacfwd", "jvp": "jax.jvp"}
 # For small shapes XLA's compile time outweighs the references' run time: backend optimisation level
 # 0 halves the compile (1.6 s -> 0.7 s of CPU at (64, 32, 16)) but doubles the run time of the
 # elementwise work, which wins from about (256, 64, 64) up (bench/speed.py).

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bncheck.check import Checker, Tally, Verdict
+from bncheck.check import PRODUCTS, Checker, Tally, Verdict
 from bncheck.compare import TOLERANCES, Comparison
 from bncheck.draws import MAX_ATTEMPTS, Draw, plan, sample, sample_probes
 from bncheck.engine import PRODUCTS_SHARE, Engine, Record
@@ -194,10 +194,8 @@ def run_sweep(
         settle()
     for tally in tallies.values():
         if tally.product_draws:
-            from bncheck.matrix_free import REFERENCE
-
             threshold = settings.max_jacobian_mb * PRODUCTS_SHARE
-            tally.reference = (f"jax.jacfwd, and {REFERENCE} for Jacobians over {threshold:g} MB"
-                               if tally.dense_draws else REFERENCE)
+            tally.reference = (f"jax.jacfwd, and {PRODUCTS} for Jacobians over {threshold:g} MB"
+                               if tally.dense_draws else PRODUCTS)
     return SweepResult(tallies, total, redrawn, engine, chunk)
 

@@ -77,10 +77,8 @@ def _name(owner, key: str) -> str:
 def guarded() -> Iterator[None]:
     """See the module docstring. Raises BncheckError on leaving when a watched function was replaced
     (after putting it back)."""
-    import bncheck.check  # noqa: F401 - every module that judges must be watched before user code runs
-    import bncheck.engine  # noqa: F401
-    import bncheck.sweep  # noqa: F401
-
+    # bncheck's modules are watched as far as they are imported: the caller imports the ones that
+    # judge (pipeline imports the report, and through it the sweep, the checks and the engine) first.
     before = _snapshot(_watched())
     core = ("numpy", "numpy.linalg", "jax", "jax.numpy", "jax.lax", "jax.random", "jax.tree_util")
     _MODULES.update({name: m for name, m in sys.modules.items() if name in core or name.split(".")[0] == "bncheck"})

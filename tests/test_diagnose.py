@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bncheck.compare import error_map
-from bncheck.diagnose import diagnose
+from bncheck.assess.diagnose import diagnose
 
 rng = np.random.default_rng(0)
 
@@ -137,9 +137,12 @@ def test_approximate_fit_on_most_draws_is_reported_as_such():
 
 
 def test_non_finite_and_non_array():
+    from bncheck.compare import compare
+
     ref = np.ones(3)
     assert diagnose([({"N": 3}, ref, ref)], {"code": "non-finite", "message": "1 non-finite entry"})["code"] == "non-finite"
-    found = diagnose([({"N": 3}, 1.0, ref)], {"code": "non-array", "message": "returned a float, not an array of numbers"})
+    result = compare(1.0, ref, 1e-8, 1e-12)
+    found = diagnose([({"N": 3}, 1.0, ref)], {"code": result.problem, "message": result.message})
     assert found["code"] == "shape" and "expected shape (3,)" in found["message"]
 
 

@@ -1,10 +1,10 @@
 """Large dense Jacobians are checked by products with random vectors against jax.jvp / jax.vjp
-(bncheck.matrix_free) instead of a jax.jacfwd reference; the report says which reference ran."""
+(bncheck.compare.compare_products) instead of a jax.jacfwd reference; the report says which reference ran."""
 
 import pytest
 from conftest import DERIVATIONS, failed, statuses
 
-from bncheck.matrix_free import REFERENCE
+from bncheck.check import PRODUCTS as REFERENCE
 
 # jac_B_G1 at N=24, p1=p2=8 is (192 x 64) float64, 96 KiB: over 1/16 of a 1 MB budget, within it.
 SHAPE = "N=24,p1=8,p2=8"

@@ -9,16 +9,14 @@ from typing import Any
 
 import numpy as np
 
+from bncheck.assess import Assessment
+from bncheck.check import REFERENCE_NAMES, Tally
 from bncheck.compare import error_map
-from bncheck.diagnose import closeness, diagnose
+from bncheck.draws import Draw
 from bncheck.loader import Check, Derivation, parse_check
 from bncheck.models import Model
-from bncheck.references import REFERENCE_NAMES
 from bncheck.report.text import printable
 from bncheck.settings import Settings
-from bncheck.check import Tally
-from bncheck.draws import Draw
-from bncheck.engine import Engine
 from bncheck.sweep import SweepResult
 
 
@@ -114,8 +112,7 @@ def _replay(derivation: Derivation, model: Model, settings: Settings, draw: Draw
     return shlex.join(args + settings.option_args(model))
 
 
-def _from_tally(tally: Tally, derivation: Derivation, engine: Engine) -> CheckResult:
-    model, settings = engine.model, engine.settings
+def _from_tally(tally: Tally, found: Assessment, derivation: Derivation, model: Model, settings: Settings) -> CheckResult:
     c: Check = tally.check
     result = CheckResult(
         name=c.name,
@@ -132,81 +129,53 @@ def _from_tally(tally: Tally, derivation: Derivation, engine: Engine) -> CheckRe
     if tally.worst is not None:
         draw, comparison = tally.worst
         result.worst = _where(draw, comparison.index)
-    if tally.smallest is not None:
-        result.smallest = _where(tally.smallest, None)
+    if found.smallest is not None:
+        result.smallest = _where(found.smallest, None)
     if tally.error is not None:
-        draw, message, frames = tally.error
+        draw = tally.error[0]
         result.status, result.passed = "error", False
         result.max_abs_err = result.max_rel_err = None
         result.worst = _where(draw, None)
-        result.diagnosis = {"code": "exception", "message": f"raised {message}", "line": frames[-1] if frames else None, "traceback": frames}
-        result.replay = _replay(derivation, model, settings, tally.smallest or draw)
+        result.replay = _replay(derivation, model, settings, found.smallest or draw)
     elif tally.failures:
         result.status, result.passed = "fail", False
-        problem = None
         if tally.first_problem is not None:
-            draw, comparison = tally.first_problem
-            failing_draw = draw
-            result.worst = _where(draw, comparison.index or None)
+            failing_draw, comparison = tally.first_problem
+            result.worst = _where(failing_draw, comparison.index or None)
             result.max_abs_err = result.max_rel_err = math.inf
-            problem = {"code": comparison.problem, "message": comparison.message}
-            if comparison.problem == "shape" and model.shape_hint is not None:
-                hint = model.shape_hint(c.name, comparison.got_shape, draw.dims, settings.model_options(model))
-                problem["message"] += f"; {hint}" if hint else ""
         else:
             failing_draw, comparison = tally.worst_failure
             result.worst = _where(failing_draw, comparison.index)
             result.error_map = error_map(*tally.worst_values)
-        result.diagnosis = _diagnose(tally, problem, engine)
-        result.replay = _replay(derivation, model, settings, tally.smallest or failing_draw)
+        result.replay = _replay(derivation, model, settings, found.smallest or failing_draw)
     elif tally.ran == 0:
         result.status = "skipped"
         result.max_abs_err = result.max_rel_err = None
         result.message = tally.skip_reason
     elif tally.skipped:
         result.message = f"skipped at {tally.skipped} of {tally.skipped + tally.ran} draws: {tally.skip_reason}"
+    result.diagnosis = found.diagnosis
     if result.status in ("pass", "fail", "error"):
-        result.references = {result.reference: result.status == "pass", **tally.references}
-    result.warnings = list(tally.warnings)
+        result.references = {result.reference: result.status == "pass", **found.references}
+    result.warnings = list(found.warnings)
     return result
 
 
-def _diagnose(tally: Tally, problem: dict | None, engine: Engine) -> dict[str, Any]:
-    from bncheck.variants import Rerun
-
-    model, settings = engine.model, engine.settings
-    c = tally.check
-    draws = [d for d, _, _ in tally.samples]
-    pairs = [(d.dims, got, ref) for d, got, ref in tally.samples]
-    if tally.reference is not None:
-        # Checked by products with probe vectors: the samples are products, not Jacobians, so only
-        # what products keep (a factor, a sign) can be read from them.
-        return diagnose(pairs, problem, close=closeness(settings.rtol))
-    layout = None
-    if c.kind == "jacobian":
-        def layout(dims):
-            return engine.output_shapes(dims)[c.output], engine.target_shape(c, dims)
-
-    return diagnose(
-        pairs, problem,
-        rerun=Rerun(engine, c, draws, [ref for _, _, ref in tally.samples]),
-        layout=layout, close=closeness(settings.rtol),
-    )
-
-
-def build_report(model: Model, settings: Settings, derivation: Derivation, sweep: SweepResult) -> Report:
+def build_report(model: Model, settings: Settings, derivation: Derivation, sweep: SweepResult,
+                 assessments: dict[str, Assessment]) -> Report:
+    """The report of a sweep and what was assessed after it: data shaping only, nothing computed."""
     required = set(model.checks) if "all" in settings.require else set()
     for token in settings.require:
         required |= {name for name in model.checks if token in (name, name.removeprefix("grad_"))}
 
     results: dict[str, CheckResult] = {}
     for name, tally in sweep.tallies.items():
-        results[name] = _from_tally(tally, derivation, sweep.engine)
+        results[name] = _from_tally(tally, assessments[name], derivation, model, settings)
     for name, why in derivation.unknown.items():
         results[name] = CheckResult(
             name=name, target=None, kind="gradient" if name.startswith("grad_") else "jacobian",
             reference=None, status="error", passed=False, trials=0,
-            diagnosis={"code": "unknown-name", "message": why}, message=why,
+            diagnosis=assessments[name].diagnosis, message=why,
         )
     for name in model.checks:
         if name not in results:

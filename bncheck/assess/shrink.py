@@ -25,7 +25,7 @@ import itertools
 import numpy as np
 
 from bncheck.check import Checker, Tally
-from bncheck.diagnose import diagnose
+from bncheck.assess.diagnose import diagnose
 from bncheck.draws import Draw
 from bncheck.engine import Engine, Record
 from bncheck.loader import Check, Derivation
@@ -137,15 +137,16 @@ def smallest_case(engine: Engine, derivation: Derivation, tally: Tally, lower: d
     return Draw(best.seed, dict(best.dims))
 
 
-def shrink_failures(derivation: Derivation, sweep: SweepResult) -> None:
-    """Sets `smallest` on every failed tally of the sweep (the report's `smallest` and `replay`)."""
+def shrink_failures(derivation: Derivation, sweep: SweepResult) -> dict[str, Draw]:
+    """The smallest failing case of each failed check of the sweep that has one (the report's
+    `smallest` and `replay`)."""
     engine, settings = sweep.engine, sweep.engine.settings
     failed = [t for t in sweep.tallies.values() if t.error is not None or t.failures]
     if not failed or not engine.model.paddable:
-        return  # a model that cannot pad would compile every candidate shape: the replay stays as it is
+        return {}  # a model that cannot pad would compile every candidate shape: the replays stay as they are
     lower = {name: lo for name, (lo, _) in settings.sweep.items()}
     if settings.shape is not None:
         engine = engine.padded_to(dict(settings.shape))
     # As many draws a round as the sweep's own calls, so its compiled references serve unchanged.
-    for tally in failed:
-        tally.smallest = smallest_case(engine, derivation, tally, lower, sweep.chunk)
+    found = {tally.check.name: smallest_case(engine, derivation, tally, lower, sweep.chunk) for tally in failed}
+    return {name: draw for name, draw in found.items() if draw is not None}

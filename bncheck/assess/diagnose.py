@@ -28,7 +28,31 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bncheck.check import Tally
 from bncheck.compare import as_array
+from bncheck.engine import Engine
+
+# Every diagnosis code bncheck reports, and what it means (CONTRACT §4 and the README's table): no
+# other module makes one.
+CODES = {
+    "scale": "got = c × reference, c named where it can be (N, 1/N, 2, ...), or a per-column factor",
+    "sign": "got = −reference",
+    "transpose": "got = referenceᵀ, or a dense Jacobian in row-major vec order",
+    "shape": "the wrong shape, or not an array of numbers; a repair that fits is diagnosed in turn",
+    "batch-stats-constant": "matches the gradient with the batch statistics held constant",
+    "ddof": "matches the derivative for the other variance convention",
+    "non-finite": "NaN or inf in the value",
+    "exception": "the function raised",
+    "unknown-name": "a function whose name matches no target or output of the model",
+    "unknown": "none of the above fits",
+}
+
+
+def diagnosis(code: str, message: str, **evidence: Any) -> dict[str, Any]:
+    """A diagnosis: its code (one of CODES), one plain sentence, and its evidence."""
+    if code not in CODES:
+        raise ValueError(f"no diagnosis code {code!r}")
+    return {"code": code, "message": message, **evidence}
 
 # Relative closeness for "got is c times ref": far above float64 rounding in a well-conditioned result,
 # far below any slip. Float32 runs use a looser one (see closeness()).
@@ -327,10 +351,6 @@ def _unexplained(diagnosis: dict) -> bool:
 def _diagnose(samples, problem, rerun, layout, fit: Fit) -> dict:
     if problem is not None and problem["code"] == "non-finite":
         return problem
-    if problem is not None and problem["code"] == "non-array":
-        # A scalar where an array belongs is a shape slip: CONTRACT §4 has no separate code.
-        return {"code": "shape", "message": f"{problem['message']}, expected shape {samples[0][2].shape}",
-                "returned": problem["message"]}
     arrays = [(dims, as_array(got), ref) for dims, got, ref in samples]
     # `keep` maps the pairs back to the samples, which the rerun's lists follow.
     keep = [i for i, (_, g, _) in enumerate(arrays) if g is not None and np.isfinite(g).all()]
@@ -349,8 +369,7 @@ def _diagnose(samples, problem, rerun, layout, fit: Fit) -> dict:
             said = "its sign is flipped"
         else:
             said = ("it is " if inner["code"] in ("scale", "transpose") else "it ") + inner["message"]
-        return {"code": "shape", "message": f"{problem['message']}; {_REPAIR_WORDS[repair]}, {said}",
-                "repair": repair, "repaired": inner}
+        return diagnosis("shape", f"{problem['message']}; {_REPAIR_WORDS[repair]}, {said}", repair=repair, repaired=inner)
     found = _explain(pairs, keep, rerun, layout, fit, top=True)
     assert found is not None
     return found
@@ -371,21 +390,21 @@ def _explain(pairs: list[Pair], keep: list[int], rerun: Rerun | None, layout, fi
         return _unknown() if top else None
     if found is not None:
         if found.get("factor_name") == "-1":
-            return {"code": "sign", "message": "the sign is flipped: got = -reference", **found}
-        return {"code": "scale", "message": _factor_words(found), **found}
+            return diagnosis("sign", "the sign is flipped: got = -reference", **found)
+        return diagnosis("scale", _factor_words(found), **found)
     found = _transpose(pairs, layout, fit)
     if found is not None:
         words = ("got = referenceᵀ" if found["order"] == "transposed"
                  else f"its {found['order']} (M.reshape(-1)); vec stacks columns (M.T.reshape(-1))")
         extra = "" if found.get("factor_name") == "1" else f", and {_factor_words(found)}"
-        return {"code": "transpose", "message": words + extra, **found}
+        return diagnosis("transpose", words + extra, **found)
     if rerun is None:
         return _unknown()
     # Per-unit factors of the inputs and parameters first: the forward record costs a compile.
     for forward in (False, True):
         found = _per_unit(pairs, [rerun.fields(forward)[i] for i in keep], fit)
         if found is not None:
-            return {"code": "scale", "message": _factor_words(found), **found}
+            return diagnosis("scale", _factor_words(found), **found)
     fields = [rerun.fields()[i] for i in keep]
     for key, refs in rerun.variants().items():
         moved = [(d, g, refs[i]) for (d, g, _), i in zip(pairs, keep)]
@@ -396,9 +415,40 @@ def _explain(pairs: list[Pair], keep: list[int], rerun: Rerun | None, layout, fi
         words = _VARIANT_WORDS.get(key, f"matches the reference of the model's {key!r} variant")
         if found["factor_name"] != "1":
             words += f", {_factor_words(found)}"
-        return {"code": code, "message": words, "variant": key, **found}
+        return diagnosis(code, words, variant=key, **found)
     return _unknown()
 
 
 def _unknown() -> dict:
-    return {"code": "unknown", "message": "differs from the reference in a way no known slip explains"}
+    return diagnosis("unknown", "differs from the reference in a way no known slip explains")
+
+
+def diagnose_check(tally: Tally, engine: Engine) -> dict[str, Any]:
+    """The diagnosis of a failed check from what its sweep kept: an exception, a value that could not
+    be compared (with the model's shape hint), or the failing draws' values against their references
+    and, where needed, the references under the model's variants (recomputed by the sweep's engine)."""
+    from bncheck.assess.variants import Rerun
+
+    model, settings, c = engine.model, engine.settings, tally.check
+    if tally.error is not None:
+        _, message, frames = tally.error
+        return diagnosis("exception", f"raised {message}", line=frames[-1] if frames else None, traceback=frames)
+    problem = None
+    if tally.first_problem is not None:
+        draw, comparison = tally.first_problem
+        problem = diagnosis(comparison.problem, comparison.message)
+        if comparison.problem == "shape" and model.shape_hint is not None:
+            hint = model.shape_hint(c.name, comparison.got_shape, draw.dims, settings.model_options(model))
+            problem["message"] += f"; {hint}" if hint else ""
+    pairs = [(d.dims, got, ref) for d, got, ref in tally.samples]
+    if tally.product_draws:
+        # Checked by products with probe vectors: the samples are products, not Jacobians, so only
+        # what products keep (a factor, a sign) can be read from them.
+        return diagnose(pairs, problem, close=closeness(settings.rtol))
+    layout = None
+    if c.kind == "jacobian":
+        def layout(dims):
+            return engine.output_shapes(dims)[c.output], engine.target_shape(c, dims)
+
+    rerun = Rerun(engine, c, [d for d, _, _ in tally.samples], [ref for _, _, ref in tally.samples])
+    return diagnose(pairs, problem, rerun=rerun, layout=layout, close=closeness(settings.rtol))

@@ -16,23 +16,24 @@ targets of at most MAX_DIRECTIONS entries at the bucket shape. A draw where any 
 moves a pre-activation across a relu kink (the model's kink_field changes sign) gives no opinion: the
 difference quotient straddles the kink, where autodiff takes one side.
 
-The verdicts land on each tally: `references["fd"]` says whether the derivation agrees with the
-differences (None when none could be taken), and a warning says where jax and the differences
-disagree beyond the differences' own error. Neither changes whether the check passed.
+Per check, an Opinion: whether the derivation agrees with the differences (None when none could be
+taken), and warnings where jax and the differences disagree beyond the differences' own error.
+Neither changes whether the check passed.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from bncheck.check import Checker, NotAnArray, Raised, Tally, call
-from bncheck.compare import noise_floor
+from bncheck.check import REFERENCE_NAMES, Checker, Raised, Tally, call
+from bncheck.compare import NotAnArray, noise_floor
+
 from bncheck.draws import Draw, plan
 from bncheck.engine import Engine, Record, cut, group, vec_jacobian
 from bncheck.loader import Check, Derivation
-from bncheck.references import REFERENCE_NAMES
 from bncheck.sweep import SweepResult, prepare
 
 FD_DRAWS = 4
@@ -89,7 +90,15 @@ def _apart(a, b: np.ndarray) -> float:
     return math.inf if a is None or a.shape != b.shape else float(np.abs(a - b).max(initial=0.0))
 
 
-def triangulate(derivation: Derivation, sweep: SweepResult) -> None:
+@dataclass
+class Opinion:
+    """What central differences say of one check."""
+
+    agrees: bool | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def triangulate(derivation: Derivation, sweep: SweepResult) -> dict[str, Opinion]:
     """Compares each check with central differences on the sweep's first draws; see the module docstring."""
     checks = list(derivation.checks.values())
     engine, settings = sweep.engine, sweep.engine.settings
@@ -124,31 +133,27 @@ def triangulate(derivation: Derivation, sweep: SweepResult) -> None:
                     opinions[c.name].append((draw, record, d1, allowance, crossed, got))
 
         engine.differences(pairs, part, bucket, take)
-    for c in checks:
-        _verdict(sweep.tallies[c.name], c, opinions[c.name], settings, unfit=c.name in unfit)
+    return {c.name: _verdict(c, opinions[c.name], settings, unfit=c.name in unfit) for c in checks}
 
 
-def _verdict(tally: Tally, c: Check, opinions: list, settings, unfit: bool) -> None:
+def _verdict(c: Check, opinions: list, settings, unfit: bool) -> Opinion:
     usable = [o for o in opinions if not o[4]]
     if not usable:
-        tally.references["fd"] = None
         if unfit:
-            tally.warnings.append(f"fd: not run: {c.target} has more than {MAX_DIRECTIONS} entries at the largest shape")
-        elif opinions:
-            tally.warnings.append("fd: not run: every differenced draw crossed a relu kink")
-        return
-    agree = True
+            return Opinion(None, [f"fd: not run: {c.target} has more than {MAX_DIRECTIONS} entries at the largest shape"])
+        return Opinion(None, ["fd: not run: every differenced draw crossed a relu kink"] if opinions else [])
+    opinion = Opinion(True)
     for draw, record, d1, allowance, _, got in usable:
         ref, rough = record.exact[c.name], record.rough[c.name]
         # The derivation is held to the differences' error plus what the sweep allows it; autodiff, to
         # the differences' error plus the float64 rounding of its own draw.
         own = settings.atol + settings.rtol * float(np.abs(ref).max(initial=0.0)) + noise_floor(ref, rough, settings.dtype)
-        agree &= _apart(got, d1) <= allowance + own
+        opinion.agrees &= _apart(got, d1) <= allowance + own
         allowed = allowance + settings.atol + noise_floor(ref, rough, "float64")
         gap = _apart(ref, d1)
         if gap > allowed:
-            tally.warnings.append(
+            opinion.warnings.append(
                 f"{REFERENCE_NAMES[c.kind]} and central differences disagree by {gap:.3g} at "
                 f"{draw.case_id('float64')}, beyond the differences' own error {allowed:.3g}"
             )
-    tally.references["fd"] = agree
+    return opinion

@@ -13,19 +13,18 @@ Both are warnings: they never change a check's verdict.
 
 from __future__ import annotations
 
-from bncheck.sweep import SweepResult
+from bncheck.check import Tally
 
 
-def warn(sweep: SweepResult, dtype: str) -> None:
-    """Turns what the sweep counted into each tally's warnings."""
-    for tally in sweep.tallies.values():
-        if tally.compared and tally.vanishing == tally.compared:
-            tally.warnings.append(
-                f"the reference is zero (up to rounding) on all {tally.compared} draws, so this check cannot tell "
-                f"the derivation from a function returning zeros; widen the sweep"
-            )
-        if tally.first_broken is not None:
-            draw, message = tally.first_broken
-            tally.warnings.append(
-                f"invariant broken on {tally.broken} of {tally.ran} draws, first at {draw.case_id(dtype)}: {message}"
-            )
+def warnings_of(tally: Tally, dtype: str) -> list[str]:
+    """What the sweep counted for one check, as warnings."""
+    out = []
+    if tally.compared and tally.vanishing == tally.compared:
+        out.append(
+            f"the reference is zero (up to rounding) on all {tally.compared} draws, so this check cannot tell "
+            f"the derivation from a function returning zeros; widen the sweep"
+        )
+    if tally.first_broken is not None:
+        draw, message = tally.first_broken
+        out.append(f"invariant broken on {tally.broken} of {tally.ran} draws, first at {draw.case_id(dtype)}: {message}")
+    return out
