@@ -402,7 +402,7 @@ def read_case(path: Path, flags: dict[str, Any]) -> Case:
     values = {}
     for key, value in header["settings"].items():
         if key not in known:
-            raise CaseError(f"case: {path}: unknown setting {key!r}; a case holds {', '.join(known)}")
+            raise CaseError(f"case: {path}: unknown setting {reprlib.repr(key)}; a case holds {', '.join(known)}")
         values[key] = _typed(f"case {path}", key, value)
     attempt = header.get("attempt", 0)
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import reprlib
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -161,7 +162,7 @@ def load_derivation(spec: str | ModuleType, model: Model) -> Derivation:
         module, name = _import_builtin(model, spec), spec
     else:
         raise LoadError(
-            f"derivation: {spec!r} is neither a .py file nor a built-in derivation of model {model.name} "
+            f"derivation: {reprlib.repr(spec)} is neither a .py file nor a built-in derivation of model {model.name} "
             f"(built-ins: {', '.join(model.derivations)})"
         )
 

@@ -136,7 +136,7 @@ def parse_shape(text: str) -> dict[str, int]:
             raise SettingsError(f"shape: {name.strip()} is given twice in {reprlib.repr(text)}")
         shape[name.strip()] = int(value)
     if not shape:
-        raise SettingsError(f"shape: {text!r} names no dimension; expected NAME=INT,... such as N=10,p1=7,p2=4")
+        raise SettingsError(f"shape: {reprlib.repr(text)} names no dimension; expected NAME=INT,... such as N=10,p1=7,p2=4")
     return shape
 
 
@@ -193,7 +193,7 @@ def _read_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     top: dict[str, Any] = {}
     for key, value in data.items():
         if key not in _TYPES:
-            raise SettingsError(f"{source}: unknown key {key!r}; known keys: {', '.join(_TYPES)}, [sweep]")
+            raise SettingsError(f"{source}: unknown key {reprlib.repr(key)}; known keys: {', '.join(_TYPES)}, [sweep]")
         top[key] = _typed(source, key, value)
     if is_model_path(top.get("model", "")):
         # Nothing read from a config, case or values file is ever imported or run.
@@ -218,7 +218,7 @@ def _check_range(source: str, name: str, value: Any) -> tuple[int, int]:
         or len(value) != 2
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
-        raise SettingsError(f"{source}: sweep range {name} must be [min, max] of two integers, got {value!r}")
+        raise SettingsError(f"{source}: sweep range {name} must be [min, max] of two integers, got {reprlib.repr(value)}")
     lo, hi = value
     if lo > hi:
         raise SettingsError(f"{source}: sweep range {name} = [{lo}, {hi}] is inverted (min > max)")
@@ -324,7 +324,7 @@ def _check_domains(values: Mapping[str, Any]) -> None:
     for name, allowed in (("activation", ACTIVATIONS), ("layout", LAYOUTS), ("loss", LOSSES), ("dtype", DTYPES),
                           ("reference", REFERENCES), ("device", DEVICES)):
         if get(name) not in allowed:
-            raise SettingsError(f"{name}: unknown {name} {get(name)!r}; choose one of {', '.join(allowed)}")
+            raise SettingsError(f"{name}: unknown {name} {reprlib.repr(get(name))}; choose one of {', '.join(allowed)}")
     if get("ddof") not in (0, 1):
         raise SettingsError(f"ddof: must be 0 or 1, got {reprlib.repr(get('ddof'))}")
     # Each layer is a dimension and two parameters, all traced and compiled: past 100 a run is
@@ -368,6 +368,6 @@ def _validate(s: Settings, model: Model) -> None:
     for token in s.require:
         if token != "all" and token not in known:
             raise SettingsError(
-                f"require: unknown check {token!r}; use all, a parameter ({', '.join(model.targets())}) "
+                f"require: unknown check {reprlib.repr(token)}; use all, a parameter ({', '.join(model.targets())}) "
                 f"or a function name ({', '.join(model.checks)})"
             )

@@ -170,13 +170,17 @@ def test_a_file_raising_any_base_exception_at_import_is_one_line(tmp_path, sourc
     assert_one_line_error(invoke([*args, *TINY[:2]]), f"{kind}: importing {bad}", fragment)
 
 
-def test_keyboard_interrupt_at_import_goes_on(tmp_path):
+def test_system_exit_at_import_is_a_load_error_and_keyboard_interrupt_goes_on(tmp_path):
+    from bncheck.errors import LoadError
     from bncheck.loader import load_derivation
     from bncheck.models import get_model
 
-    bad = write(tmp_path / "interrupted.py", "raise KeyboardInterrupt\n")
-    with pytest.raises(KeyboardInterrupt):
-        load_derivation(str(bad), get_model("bn-mlp"))
+    exits = write(tmp_path / "exits.py", "raise SystemExit(0)\n")
+    with pytest.raises(LoadError, match="SystemExit: 0"):
+        load_derivation(str(exits), get_model("bn-mlp"))
+    interrupted = write(tmp_path / "interrupted.py", "raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):  # the user asked to stop: the CLI exits 130
+        load_derivation(str(interrupted), get_model("bn-mlp"))
 
 
 # ------------------------------------------------------------- 9. files Python runs, names it reads
@@ -211,17 +215,17 @@ def test_a_checkable_name_that_is_not_a_function_is_an_error(run, tmp_path):
     assert "grad_beta is a ndarray, not a function" in check.message
 
 
-@pytest.mark.parametrize("kind", ["derivation", "model", "config", "case", "values"])
+@pytest.mark.parametrize("kind", ["derivation", "model", "case", "values"])
 def test_a_file_name_too_long_is_one_line(cases, grad_beta_values, tmp_path, kind):
-    long = tmp_path / f"{LONG}.{'toml' if kind == 'config' else 'py' if kind in ('derivation', 'model') else 'json'}"
+    long = tmp_path / f"{LONG}.{'py' if kind in ('derivation', 'model') else 'json'}"
     args = {
         "derivation": ["verify", long, *TINY],
         "model": ["verify", "--model", long, *TINY[:2]],
-        "config": ["verify", "--config", long],
         "case": ["verify-values", long, grad_beta_values],
         "values": ["verify-values", cases["json"], long],
     }[kind]
-    assert_one_line_error(invoke(args), "File name too long")
+    line = assert_one_line_error(invoke(args), f"{kind}: cannot read", "File name too long")
+    assert "internal error" not in line
 
 
 # ------------------------------------------------------------------------------ settings, bounded

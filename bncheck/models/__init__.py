@@ -35,6 +35,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -159,7 +160,7 @@ def get_model(spec: str, options: Mapping[str, Any] | None = None) -> Model:
         return from_module(module, name=spec, options=options, file=spec)
     if spec not in _BUILTIN:
         raise SettingsError(
-            f"model: unknown model {spec!r}; choose one of {', '.join(_BUILTIN)}, or give a model file PATH.py"
+            f"model: unknown model {reprlib.repr(spec)}; choose one of {', '.join(_BUILTIN)}, or give a model file PATH.py"
         )
     return from_module(importlib.import_module(_BUILTIN[spec]), name=spec, options=options)
 
@@ -173,11 +174,13 @@ def _with_options(fn: Callable, cfg: dict[str, Any]) -> Callable[[Dims], dict[st
 
 
 def _shape_table(value: Any) -> str | None:
+    # The sign is checked where the dims are a draw's (_shapes): `bncheck models` also traces at probe
+    # sizes no draw has, where a kernel can be larger than its input.
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, tuple) for k, v in value.items()):
         return "a dict of name -> shape tuple"
     for name, shape in value.items():
-        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-            return f"shapes of integer sizes >= 0 (its {name} is {_shown(shape)})"
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in shape):
+            return f"shapes of integer sizes (its {name} is {_shown(shape)})"
     return None
 
 
@@ -283,9 +286,11 @@ def _shapes(fn: Callable[[Dims], dict[str, Shape]], which: str, dims: Dims, wher
         raise
     except Exception as err:
         raise LoadError(f"model: {where}: {which}(d) raised {describe(err)}") from None
-    problem = _shape_table(shapes)
+    problem = _shape_table(shapes) or next(
+        (f"shapes of sizes >= 0 (its {n} is {s})" for n, s in shapes.items() if min(s, default=0) < 0), None
+    )
     if problem:
-        raise LoadError(f"model: {where}: {which}(d) must return {problem}, got {_shown(shapes)}")
+        raise LoadError(f"model: {where}: {which}(d) must return {problem} at {dict(dims)}, got {_shown(shapes)}")
     return shapes
 
 
@@ -390,7 +395,7 @@ def _check_claims(model: Model, cfg: dict[str, Any], where: str) -> None:
         raise LoadError(f"model: {where}: CHECKS names {', '.join(unknown)}, no function this model can check")
     kink = model.kink_field(cfg)
     if kink is not None and kink not in model.outputs:
-        raise LoadError(f"model: {where}: kink_field(options) names {kink!r}, not a field forward returns")
+        raise LoadError(f"model: {where}: kink_field(options) names {_shown(kink)}, not a field forward returns")
     # Called now, so that a broken one stops the run before the sweep rather than in a diagnosis.
     model.variants(cfg)
     model.invariants(cfg)
