@@ -342,6 +342,7 @@ def verify_values(
         Path,
         typer.Argument(help="Your values, named as the functions (grad_beta, grad_G1, jac_B_G1, ...), in the case's layout."),
     ],
+    model: _setting(str, "--model", "The model file PATH.py of a case exported from one, checked against the case.") = None,
     rtol: RtolOption = None,
     atol: AtolOption = None,
     require: RequireOption = None,
@@ -357,7 +358,8 @@ def verify_values(
     misspelt function; jvp_ values are not accepted (a case carries no direction V).
     """
     flags = {
-        "rtol": rtol, "atol": atol, "require": require, "json": json_path, "junit": junit, "max_memory_mb": max_memory_mb,
+        "model": model, "rtol": rtol, "atol": atol, "require": require, "json": json_path, "junit": junit,
+        "max_memory_mb": max_memory_mb,
     }
     with _guard(debug):
         with _stdout_for_reports():

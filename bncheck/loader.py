@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
-import importlib.util
+import reprlib
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-from bncheck.errors import LoadError
+from bncheck.errors import LoadError, describe
 from bncheck.models import Model
 
 PREFIXES = ("grad_", "jac_", "jvp_")
@@ -67,13 +67,20 @@ def _known_names(model: Model) -> list[str]:
 
 def unknown_name(name: str, model: Model) -> str:
     """Why `name` is no checkable function of `model`, with the closest one as a hint."""
+    if len(name) > 80:  # a name from a hostile file: difflib is quadratic in it, and one line is short
+        return f"{name[:80]}… names no target or output of model {model.name}"
     close = difflib.get_close_matches(name, _known_names(model), n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
     return f"{name} names no target or output of model {model.name}{hint}"
 
 
 def is_path(spec: str) -> bool:
-    return spec.endswith(".py") or "/" in spec or "\\" in spec or Path(spec).is_file()
+    if spec.endswith(".py") or "/" in spec or "\\" in spec:
+        return True
+    try:
+        return Path(spec).is_file()
+    except (OSError, ValueError):  # a name too long to be a file, or with a NUL byte: no file
+        return False
 
 
 def user_frames(err: BaseException, file: str) -> list[traceback.FrameSummary]:
@@ -91,57 +98,91 @@ def user_frame(err: BaseException, file: str) -> traceback.FrameSummary | None:
     return frames[-1] if frames else None
 
 
-def _import_file(path: Path) -> ModuleType:
-    if not path.exists():
-        raise LoadError(f"derivation: no such file: {path}")
-    if not path.is_file():
-        raise LoadError(f"derivation: {path} is not a file")
-    # A name unique to the file's full path, so two derivations never share a module entry.
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-    name = f"bncheck_derivation_{digest}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
+def import_user_file(path: Path, what: str, prefix: str, reuse: bool = False) -> ModuleType:
+    """Runs the user's file `path` as a module named `prefix` plus a digest of its full path, so two
+    files never share a module entry (`reuse`: a file run before is not run again); `what`
+    ("derivation", "model") starts each error. Everything the file can do while it is imported,
+    SystemExit and other BaseExceptions included, is one LoadError; KeyboardInterrupt alone goes on,
+    as the user asked to stop. Call it only with a path the user named as code to run."""
     try:
-        source = path.read_text(encoding="utf-8")
-        code = compile(source, str(path), "exec")
-    except SyntaxError as err:
-        raise LoadError(f"derivation: {path}:{err.lineno}: syntax error: {err.msg}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise LoadError(f"derivation: cannot read {path}: {err}") from None
+        if not path.is_file():
+            raise LoadError(f"{what}: {path} is not a file" if path.exists() else f"{what}: no such file: {path}")
+        name = f"{prefix}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]}"
+        if reuse and name in sys.modules:
+            return sys.modules[name]
+        source = path.read_bytes()
+    except (OSError, ValueError) as err:  # a name too long, a folder that cannot be listed, a NUL byte
+        raise LoadError(f"{what}: cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
+    try:
+        # Bytes, so that Python applies its own rules: a UTF-8 BOM, a `coding:` cookie. Not inheriting
+        # this module's `from __future__` flags, so that the file runs as Python would run it.
+        code = compile(source, str(path), "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as err:
+        line = f":{err.lineno}" if getattr(err, "lineno", None) else ""
+        raise LoadError(f"{what}: {path}{line}: syntax error: {getattr(err, 'msg', None) or err}") from None
+    module = ModuleType(name)
+    module.__file__ = str(path)
     sys.modules[name] = module
     try:
         exec(code, module.__dict__)
-    except Exception as err:
-        del sys.modules[name]
+    except KeyboardInterrupt:
+        sys.modules.pop(name, None)
+        raise
+    except BaseException as err:
+        sys.modules.pop(name, None)
         frame = user_frame(err, str(path))
         where = f"{path}:{frame.lineno}" if frame else str(path)
-        raise LoadError(f"derivation: importing {where} failed: {type(err).__name__}: {err}") from err
+        raise LoadError(f"{what}: importing {where} failed: {describe(err)}") from err
     return module
+
+
+def _import_builtin(model: Model, spec: str) -> ModuleType:
+    try:
+        return importlib.import_module(model.derivations[spec])
+    except ImportError as err:  # a model file's DERIVATIONS may name a module that is not there
+        raise LoadError(f"derivation: {spec} of model {model.name} cannot be imported: {describe(err)}") from err
+
+
+def _defined_in(value, module: ModuleType) -> bool:
+    try:
+        return getattr(value, "__module__", None) == module.__name__
+    except Exception:  # an object whose __getattr__ raises is no definition of this file's
+        return False
 
 
 def load_derivation(spec: str | ModuleType, model: Model) -> Derivation:
     """A derivation from a path, a built-in name of `model`, or an imported module."""
     if isinstance(spec, ModuleType):
         module, name = spec, spec.__name__
+    elif not isinstance(spec, str):
+        raise LoadError(f"derivation: give a path, a built-in's name or a module, not a {type(spec).__name__}")
     elif is_path(spec):
-        module, name = _import_file(Path(spec)), spec
+        module, name = import_user_file(Path(spec), "derivation", "bncheck_derivation"), spec
     elif spec in model.derivations:
-        module, name = importlib.import_module(model.derivations[spec]), spec
+        module, name = _import_builtin(model, spec), spec
     else:
         raise LoadError(
-            f"derivation: {spec!r} is neither a .py file nor a built-in derivation of model {model.name} "
+            f"derivation: {reprlib.repr(spec)} is neither a .py file nor a built-in derivation of model {model.name} "
             f"(built-ins: {', '.join(model.derivations)})"
         )
 
     derivation = Derivation(name=name, file=getattr(module, "__file__", "") or "")
     for attr, value in vars(module).items():
-        if not attr.startswith(PREFIXES) or not callable(value):
+        if not attr.startswith(PREFIXES):
             continue
         check = parse_check(attr, model)
+        if not callable(value):
+            if check is not None and name not in model.derivations:
+                # `grad_beta = np.zeros(3)` claims a check as surely as a def does: never "missing".
+                args = "ctx, V" if check.kind == "jvp" else "ctx"
+                derivation.unknown[attr] = (
+                    f"{attr} is a {type(value).__name__}, not a function; define it as def {attr}({args}): ..."
+                )
+            continue
         if check is not None:
             derivation.functions[attr] = value
             derivation.checks[attr] = check
-        elif getattr(value, "__module__", None) == module.__name__ and name not in model.derivations:
+        elif _defined_in(value, module) and name not in model.derivations:
             # Only the file's own definitions can be typos; imported helpers (bncheck.kron's
             # jac_kron_A, say) are not claims about this model, nor are a built-in's functions for
             # layers the model does not have at these options (mlp's grad_W3 at --layers 2).

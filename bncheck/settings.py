@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import os
+import re
+import reprlib
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bncheck.compare import TOLERANCES
-from bncheck.errors import SettingsError
-from bncheck.models import ACTIVATIONS, OPTION_DEFAULTS, Model, get_model
+from bncheck.errors import SettingsError, describe
+from bncheck.models import ACTIVATIONS, OPTION_DEFAULTS, Model, get_model, is_model_path
 
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "gpu")
@@ -84,6 +87,15 @@ class Settings:
         return args
 
 
+# The largest size of a dimension: the largest axis an int32 index reaches.
+MAX_SIZE = 2**31 - 1
+# A billion draws would take weeks; a larger number is a slip of the keyboard.
+MAX_TRIALS = 10**9
+# A memory budget past a petabyte is no budget, and overflows a float once counted in bytes.
+MAX_MB = 2**30
+# A config holds a few settings; a file past this size is something else.
+CONFIG_BYTES = 2**20
+
 # The keys a config file may hold at its top level, and what each must be.
 _TYPES: dict[str, type] = {
     "model": str,
@@ -118,13 +130,16 @@ def parse_shape(text: str) -> dict[str, int]:
     shape: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.partition("=")
-        if not sep or not name.strip() or not value.strip().lstrip("-").isdigit():
+        if not sep or not name.strip() or not re.fullmatch(r"-?[0-9]{1,30}", value.strip()):
             raise SettingsError(
-                f"shape: cannot parse {part!r} in {text!r}; expected NAME=INT,... such as N=10,p1=7,p2=4,k=1"
+                f"shape: cannot parse {reprlib.repr(part)} in {reprlib.repr(text)}; expected NAME=INT,... such as "
+                f"N=10,p1=7,p2=4,k=1"
             )
+        if name.strip() in shape:
+            raise SettingsError(f"shape: {name.strip()} is given twice in {reprlib.repr(text)}")
         shape[name.strip()] = int(value)
     if not shape:
-        raise SettingsError(f"shape: {text!r} names no dimension; expected NAME=INT,... such as N=10,p1=7,p2=4")
+        raise SettingsError(f"shape: {reprlib.repr(text)} names no dimension; expected NAME=INT,... such as N=10,p1=7,p2=4")
     return shape
 
 
@@ -132,28 +147,48 @@ def _typed(source: str, key: str, value: Any) -> Any:
     want = _TYPES[key]
     if key == "shape" and isinstance(value, dict):
         return ",".join(f"{k}={v}" for k, v in value.items())
-    if key == "require" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+    if key == "require" and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return ",".join(value)
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if want in (int, float) and hasattr(value, "__index__") and not isinstance(value, bool):
+        value = operator.index(value)  # a NumPy integer from Python code is an integer too
+        if want is float:
+            try:
+                return float(value)
+            except OverflowError:
+                raise SettingsError(f"{source}: {key} = {reprlib.repr(value)} is too large for a number") from None
     if not isinstance(value, want) or isinstance(value, bool):
         kind = {str: "a string", int: "an integer", float: "a number"}[want]
-        raise SettingsError(f"{source}: {key} must be {kind}, got {value!r}")
+        raise SettingsError(f"{source}: {key} must be {kind}, got {reprlib.repr(value)}")
     return value
+
+
+def _flag(key: str, value: Any) -> Any:
+    """A setting given as a flag or a keyword (`verify(trials=50)`), type-checked as a config's are."""
+    if key not in _TYPES:
+        raise SettingsError(f"{key}: unknown setting; the settings are {', '.join(_TYPES)}")
+    if key in ("model", "json", "junit") and isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    return _typed("settings", key, value)
 
 
 def _read_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Returns (top-level settings, sweep ranges) from a TOML file, type-checked."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            raw = fh.read(CONFIG_BYTES + 1)  # bounded: /dev/zero is a file name too
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SettingsError(f"config: no such file: {path}") from None
     except OSError as err:
         raise SettingsError(f"config: cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise SettingsError(f"config: {path} is not a TOML file: byte {err.start} is not UTF-8 text") from None
+    if len(raw) > CONFIG_BYTES:
+        raise SettingsError(f"config: {path} is larger than {CONFIG_BYTES // 2**20} MB, which no config is")
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SettingsError(f"config: {path} is not valid TOML: {err}") from None
+    except (ValueError, RecursionError) as err:  # TOMLDecodeError, an integer of 5,000 digits, [[[[... nested deep
+        raise SettingsError(f"config: {path} is not valid TOML: {describe(err)}") from None
     source = f"config {path}"
     sweep = data.pop("sweep", {})
     if not isinstance(sweep, dict):
@@ -161,8 +196,14 @@ def _read_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     top: dict[str, Any] = {}
     for key, value in data.items():
         if key not in _TYPES:
-            raise SettingsError(f"{source}: unknown key {key!r}; known keys: {', '.join(_TYPES)}, [sweep]")
+            raise SettingsError(f"{source}: unknown key {reprlib.repr(key)}; known keys: {', '.join(_TYPES)}, [sweep]")
         top[key] = _typed(source, key, value)
+    if is_model_path(top.get("model", "")):
+        # Nothing read from a config, case or values file is ever imported or run.
+        raise SettingsError(
+            f"{source}: model = {top['model']!r} names a model file, and a config never does: name model "
+            f"files on the command line (--model {top['model']}) or in Python (verify(model=...))"
+        )
     ranges: dict[str, Any] = {}
     for key, value in sweep.items():
         if key in ("trials", "seed"):
@@ -180,12 +221,14 @@ def _check_range(source: str, name: str, value: Any) -> tuple[int, int]:
         or len(value) != 2
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
-        raise SettingsError(f"{source}: sweep range {name} must be [min, max] of two integers, got {value!r}")
+        raise SettingsError(f"{source}: sweep range {name} must be [min, max] of two integers, got {reprlib.repr(value)}")
     lo, hi = value
     if lo > hi:
         raise SettingsError(f"{source}: sweep range {name} = [{lo}, {hi}] is inverted (min > max)")
     if lo < 1:
         raise SettingsError(f"{source}: sweep range {name} = [{lo}, {hi}] must start at 1 or more")
+    if hi > MAX_SIZE:
+        raise SettingsError(f"{source}: sweep range {name} = [{lo}, {hi}] must end at {MAX_SIZE} or less")
     return lo, hi
 
 
@@ -195,8 +238,9 @@ def resolve(flags: Mapping[str, Any], config: str | Path | None = None) -> Setti
     ranges: dict[str, Any] = {}
     if config is not None:
         values, ranges = _read_config(Path(config))
-    values.update({key: value for key, value in flags.items() if value is not None})
-    # First, before a model file is imported: its code may change the working folder.
+    values.update({key: _flag(key, value) for key, value in flags.items() if value is not None})
+    _check_domains(values)  # before a model is built: conv divides by its stride
+    # Before a model file is imported: its code may change the working folder.
     values["json"], values["junit"] = report_paths(values.get("json"), values.get("junit"), (config, values.get("model")))
 
     model = get_model(values.get("model", Settings.model), {**OPTION_DEFAULTS, **values})
@@ -207,8 +251,10 @@ def resolve(flags: Mapping[str, Any], config: str | Path | None = None) -> Setti
             f"config {config}: [sweep] names {', '.join(sorted(unknown))}, not a dimension of model {model.name} "
             f"(its dimensions: {', '.join(model.dims)})"
         )
-    source = f"config {config}"
-    sweep = {name: _check_range(source, name, ranges.get(name, bounds)) for name, bounds in model.dims.items()}
+    sweep = {
+        name: _check_range(f"config {config}" if name in ranges else f"model {model.name}: DIMS", name, ranges.get(name, bounds))
+        for name, bounds in model.dims.items()
+    }
 
     shape = None
     if values.get("shape") is not None:
@@ -223,23 +269,19 @@ def resolve(flags: Mapping[str, Any], config: str | Path | None = None) -> Setti
         if missing:
             raise SettingsError(f"shape: missing {', '.join(missing)} (model {model.name} needs {', '.join(model.dims)})")
         for name, size in shape.items():
-            if size < 1:
-                raise SettingsError(f"shape: {name}={size} must be at least 1")
+            if not 1 <= size <= MAX_SIZE:
+                raise SettingsError(f"shape: {name}={size} must be between 1 and {MAX_SIZE}")
         shape = {name: shape.get(name, model.dim_defaults.get(name)) for name in model.dims}
 
     outputs = values.get("outputs")
     if outputs is not None:
         if "k" not in model.dims:
             raise SettingsError(f"outputs: model {model.name} has no output dimension k")
-        if outputs < 1:
-            raise SettingsError(f"outputs: must be at least 1, got {outputs}")
         sweep["k"] = (outputs, outputs)
         if shape is not None:
             shape["k"] = outputs
 
     dtype = values.get("dtype", Settings.dtype)
-    if dtype not in DTYPES:
-        raise SettingsError(f"dtype: unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     values.setdefault("rtol", TOLERANCES[dtype].rtol)
     values.setdefault("atol", TOLERANCES[dtype].atol)
 
@@ -332,35 +374,54 @@ def _corners(sweep: Mapping[str, tuple[int, int]]) -> list[dict[str, int]]:
     return [dict(zip(sweep, corner)) for corner in itertools.product(*sweep.values())]
 
 
-def _validate(s: Settings, model: Model) -> None:
-    if s.activation not in ACTIVATIONS:
-        raise SettingsError(f"activation: unknown activation {s.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-    if s.ddof not in (0, 1):
-        raise SettingsError(f"ddof: must be 0 or 1, got {s.ddof}")
-    for name, allowed in (("layout", LAYOUTS), ("loss", LOSSES)):
-        if getattr(s, name) not in allowed:
-            raise SettingsError(f"{name}: unknown {name} {getattr(s, name)!r}; choose one of {', '.join(allowed)}")
-    for name, least in (("layers", 1), ("stride", 1), ("padding", 0)):
-        if getattr(s, name) < least:
-            raise SettingsError(f"{name}: must be at least {least}, got {getattr(s, name)}")
-    if not math.isfinite(s.eps) or s.eps < 0:
-        raise SettingsError(f"eps: must be a finite number >= 0, got {s.eps}")
-    if s.trials < 1:
-        raise SettingsError(f"trials: must be at least 1, got {s.trials}")
-    if s.seed < 0:
-        raise SettingsError(f"seed: must be >= 0, got {s.seed}")
-    if s.reference not in REFERENCES:
-        raise SettingsError(f"reference: unknown reference {s.reference!r}; choose one of {', '.join(REFERENCES)}")
-    if s.device not in DEVICES:
-        raise SettingsError(f"device: unknown device {s.device!r}; choose one of {', '.join(DEVICES)}")
-    for name in ("rtol", "atol", "timeout"):
-        value = getattr(s, name)
+def megabytes(name: str, value: float) -> float:
+    """A memory budget (max_memory_mb, max_jacobian_mb), checked; case files are measured against
+    max_memory_mb before they are read, so before the settings are."""
+    if not 0 < value <= MAX_MB:
+        raise SettingsError(f"{name}: must be a number > 0 and at most {MAX_MB}, got {value}")
+    return value
+
+
+def _check_domains(values: Mapping[str, Any]) -> None:
+    """Each setting within its own domain, before anything is built from it."""
+    def get(name: str) -> Any:
+        return values.get(name, getattr(Settings, name))
+
+    for name, allowed in (("activation", ACTIVATIONS), ("layout", LAYOUTS), ("loss", LOSSES), ("dtype", DTYPES),
+                          ("reference", REFERENCES), ("device", DEVICES)):
+        if get(name) not in allowed:
+            raise SettingsError(f"{name}: unknown {name} {reprlib.repr(get(name))}; choose one of {', '.join(allowed)}")
+    if get("ddof") not in (0, 1):
+        raise SettingsError(f"ddof: must be 0 or 1, got {reprlib.repr(get('ddof'))}")
+    # Each layer is a dimension and two parameters, all traced and compiled: past 100 a run is
+    # nothing but compiling.
+    for name, least, most in (("layers", 1, 100), ("stride", 1, MAX_SIZE), ("padding", 0, MAX_SIZE),
+                              ("trials", 1, MAX_TRIALS), ("seed", 0, 2**63 - 1), ("outputs", 1, MAX_SIZE)):
+        value = get(name)
+        if value is not None and not least <= value <= most:
+            raise SettingsError(f"{name}: must be between {least} and {most}, got {reprlib.repr(value)}")
+    if get("seed") + get("trials") >= 2**63:
+        # Draw t has seed + t, an unsigned 64-bit seed of NumPy's generator in every replay.
+        raise SettingsError(f"seed: seed + trials must stay below 2**63, got seed {get('seed')} and trials {get('trials')}")
+    for name in ("eps", "rtol", "atol", "timeout"):
+        value = values.get(name, 0.0)
         if not math.isfinite(value) or value < 0:
             raise SettingsError(f"{name}: must be a finite number >= 0, got {value}")
     for name in ("max_jacobian_mb", "max_memory_mb"):
-        value = getattr(s, name)
-        if not (math.isfinite(value) and value > 0):
-            raise SettingsError(f"{name}: must be a finite number > 0, got {value}")
+        megabytes(name, get(name))
+
+
+def _validate(s: Settings, model: Model) -> None:
+    largest = dict(s.shape) if s.shape is not None else {name: hi for name, (_, hi) in s.sweep.items()}
+    if "padding" in model.options and {"kh", "kw"} <= set(largest):
+        # A padding as wide as the kernel only adds output entries that see nothing but zeros: past
+        # it, shapes grow without checking anything more.
+        kernel = max(largest["kh"], largest["kw"])
+        if s.padding >= kernel:
+            raise SettingsError(
+                f"padding: {s.padding} must be smaller than the largest kernel the run draws ({kernel}: "
+                f"kh, kw); a wider padding adds outputs that see only zeros"
+            )
     for dims in [dict(s.shape)] if s.shape is not None else _corners(s.sweep):
         problem = model.check_dims(dims, s.model_options(model))
         if problem:
@@ -369,6 +430,6 @@ def _validate(s: Settings, model: Model) -> None:
     for token in s.require:
         if token != "all" and token not in known:
             raise SettingsError(
-                f"require: unknown check {token!r}; use all, a parameter ({', '.join(model.targets())}) "
+                f"require: unknown check {reprlib.repr(token)}; use all, a parameter ({', '.join(model.targets())}) "
                 f"or a function name ({', '.join(model.checks)})"
             )

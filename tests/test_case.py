@@ -6,6 +6,7 @@ the case with json, csv and numpy only, and knows nothing of bncheck.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -299,6 +300,9 @@ def test_a_model_file_case_whose_forward_record_serves_as_ctx(tmp_path):
     case = export(tmp_path / "case.json", "--model", str(example / "model.py"), "--shape", "N=3,D=4", "--seed", "2")
     doc = json.loads(case.read_text())
     assert set(doc["forward"]) >= {"R", "mu", "sigma", "xhat", "y"}
+    # The model file by name and digest, never by path: the case is data, checked against --model.
+    assert doc["model"] == "model.py"
+    assert doc["model_sha256"] == hashlib.sha256((example / "model.py").read_bytes()).hexdigest()
     ctx = SimpleNamespace(**{n: np.array(v) for n, v in {**doc["arrays"], **doc["forward"]}.items()}, N=3, D=4)
     spec = importlib.util.spec_from_file_location("layernorm_correct", example / "correct.py")
     derivation = importlib.util.module_from_spec(spec)
@@ -307,8 +311,9 @@ def test_a_model_file_case_whose_forward_record_serves_as_ctx(tmp_path):
     arrays["grad_x"] = (3 * np.array(arrays["grad_x"])).tolist()  # a stray factor N
     values = tmp_path / "values.json"
     values.write_text(json.dumps({"arrays": arrays}))
-    status, report = verify_values(case, values, tmp_path)
+    status, report = verify_values(case, values, tmp_path, "--model", str(example / "model.py"))
     checks = by_name(report)
     assert status == 1
     assert {n for n, c in checks.items() if c["status"] == "pass"} == {"grad_beta", "grad_gamma", "grad_dout"}
     assert checks["grad_x"]["diagnosis"]["factor_name"] == "N"
+    assert checks["grad_x"]["replay"] == f"bncheck verify-values {case} {values} --model {example / 'model.py'}"

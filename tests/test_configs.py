@@ -23,3 +23,19 @@ def test_ci_toml_is_small_and_requires_the_gradients():
     s = resolve({}, CONFIGS / "ci.toml")
     assert s.trials < Settings.trials
     assert set(s.require) == {"beta", "gamma", "G1", "G2"}
+
+
+def test_a_config_never_imports_a_model_file(tmp_path):
+    """Nothing read from a config is imported: a model file is named with --model or verify(model=...)."""
+    import pytest
+
+    from bncheck.errors import SettingsError
+
+    (tmp_path / "model.py").write_text('import pathlib\npathlib.Path(__file__).with_name("PWNED").write_text("ran")\n')
+    config = tmp_path / "config.toml"
+    config.write_text(f'model = "{tmp_path / "model.py"}"\n')
+    with pytest.raises(SettingsError, match="names a model file, and a config never does"):
+        resolve({}, config)
+    assert not (tmp_path / "PWNED").exists()
+    config.write_text('model = "mlp"\n')
+    assert resolve({}, config).model == "mlp"

@@ -76,3 +76,18 @@ def test_padding_leaves_real_entries_exact():
     for name, value in want.items():
         cut = np.asarray(got[name])[tuple(slice(0, s) for s in np.shape(value))]
         np.testing.assert_allclose(cut, value, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+def test_probe_sizes_are_distinct_for_any_number_of_dimensions():
+    """Each dimension gets its own probe size, so a traced shape names its dimensions: mlp has one
+    dimension per layer, and 15 layers are 17 dimensions (there were 16 sizes)."""
+    from bncheck.models import probe_dims
+    from bncheck.references import output_axes
+
+    model = get_model("mlp", {"layers": 40, "loss": "mse", "activation": "tanh"})
+    probe = probe_dims(model)
+    assert list(probe) == list(model.dims) and len(set(probe.values())) == len(model.dims) == 42
+    axes = output_axes(get_model("mlp", {"layers": 15, "loss": "mse", "activation": "tanh"}), {
+        "layers": 15, "loss": "mse", "activation": "tanh",
+    })
+    assert axes["z16"] == ("n16", "M") and axes["yhat"] == ("n16", "M")

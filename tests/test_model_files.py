@@ -97,6 +97,8 @@ def inputs(d): return {"x": (d["N"], d["D"])}
 def params(d): return {"w": (d["D"],)}
 """
 
+FORWARD = "def forward(x, w): return {'R': (x @ w).sum()}\n"
+
 BROKEN = {
     "no-forward": (GOOD_HEAD, "does not define forward"),
     "no-R": (GOOD_HEAD + "def forward(x, w): return {'loss': (x @ w).sum()}\n", "with the scalar loss under 'R'"),
@@ -119,6 +121,46 @@ BROKEN = {
         "def forward(x, w): return {'R': (x @ w).sum()}\n",
         "sample(rng, d) gave x shape",
     ),
+    # What a model file defines is checked, and whatever its functions raise (SystemExit included)
+    # or wrongly return, wherever bncheck calls them, is one line naming the file and the function.
+    "forward-not-a-function": (GOOD_HEAD + "forward = 3\n", "forward must be a function, got 3"),
+    "outputs-not-a-dict": (GOOD_HEAD + FORWARD + "OUTPUTS = 5\n", "OUTPUTS must be a dict of field name -> description"),
+    "outputs-not-returned": (GOOD_HEAD + FORWARD + "OUTPUTS = {'y': 'x w'}\n", "OUTPUTS describes y, which forward does not"),
+    "dims-takes-no-argument": (
+        GOOD_HEAD.replace('DIMS = {"N": (2, 4), "D": (1, 3)}', 'def DIMS(): return {"N": (2, 4), "D": (1, 3)}') + FORWARD,
+        "DIMS(options) raised TypeError",
+    ),
+    "forward-exits": (GOOD_HEAD + "def forward(x, w):\n    raise SystemExit(0)\n", "forward raised SystemExit at"),
+    "forward-returns-a-dict-in-the-dict": (
+        GOOD_HEAD + "def forward(x, w): return {'R': (x @ w).sum(), 'aux': {'x': x}}\n",
+        "forward must return a dict of name -> array",
+    ),
+    "output-named-like-an-input": (
+        GOOD_HEAD + "def forward(x, w): return {'R': (x @ w).sum(), 'x': 2 * x}\n",
+        "x is both an input and a field forward returns",
+    ),
+    "check-dims-exits": (GOOD_HEAD + FORWARD + "def check_dims(d, options):\n    raise SystemExit(0)\n",
+                         "check_dims(d, options) raised SystemExit at"),
+    "check-dims-returns-a-number": (GOOD_HEAD + FORWARD + "def check_dims(d, options): return 5\n",
+                                    "check_dims(d, options) must return a sentence (str) or None, got 5"),
+    "check-dims-not-a-function": (GOOD_HEAD + FORWARD + "check_dims = 3\n", "check_dims must be a function"),
+    "kink-field-unknown": (GOOD_HEAD + FORWARD + "def kink_field(options): return 'B'\n",
+                           "kink_field(options) names 'B', not a field forward returns"),
+    "variants-raise": (GOOD_HEAD + FORWARD + "def variants(options): raise ValueError('no variants')\n",
+                       "variants(options) raised ValueError at"),
+    "invariants-not-a-dict": (GOOD_HEAD + FORWARD + "def invariants(options): return 3\n",
+                              "invariants(options) must return a dict of check name -> function"),
+    "invariant-raises": (GOOD_HEAD + FORWARD + "def invariants(options): return {'grad_w': lambda ctx, got: 1 / 0}\n",
+                         "the invariant of grad_w raised ZeroDivisionError"),
+    "sample-exits": (GOOD_HEAD + FORWARD + "def sample(rng, d):\n    raise SystemExit(0)\n", "sample(rng, d) raised SystemExit"),
+    "inputs-exit-at-a-larger-draw": (
+        GOOD_HEAD.replace('def inputs(d): return {"x": (d["N"], d["D"])}',
+                          'def inputs(d):\n    if d["N"] > 2:\n        raise SystemExit(0)\n    return {"x": (d["N"], d["D"])}')
+        + FORWARD,
+        "inputs(d) raised SystemExit at",
+    ),
+    "options-unknown": (GOOD_HEAD + FORWARD + "OPTIONS = ('lr',)\n", "OPTIONS must be settings bncheck has"),
+    "checks-unknown": (GOOD_HEAD + FORWARD + "CHECKS = ('grad_q',)\n", "CHECKS names grad_q"),
 }
 
 
@@ -129,6 +171,13 @@ def test_broken_model_file_is_a_one_line_error(tmp_path, case):
     derivation = write(tmp_path / "derivation.py", "def grad_w(ctx):\n    return ctx.x.sum(axis=0)\n")
     result = invoke(["verify", derivation, "--model", model, "--trials", "2"])
     assert_one_line_error(result, "model:", fragment)
+
+
+def test_a_built_in_derivation_a_model_file_cannot_import_is_a_one_line_error(tmp_path):
+    model = write(tmp_path / "model.py", GOOD_HEAD + FORWARD + "DERIVATIONS = {'mine': 'no_such_module'}\n"
+                  "DEFAULT_DERIVATION = 'mine'\n")
+    result = invoke(["verify", "--model", model, "--trials", "2"])
+    assert_one_line_error(result, "derivation: mine of model", "cannot be imported", "no_such_module")
 
 
 def test_missing_model_file_is_a_one_line_error(tmp_path):

@@ -32,17 +32,16 @@ file into a one-line error.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
 import inspect
-import sys
+import math
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
-from bncheck.errors import LoadError, SettingsError
+from bncheck.errors import LoadError, SettingsError, as_exception, describe
 
 Shape = tuple[int, ...]
 Dims = Mapping[str, int]
@@ -104,12 +103,16 @@ class Model:
         return self._names(self.inputs) + self._names(self.params)
 
 
-# Distinct sizes, one per dimension, so that each axis of a traced shape names its dimension.
-_PROBE_SIZES = (101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179)
-
-
 def probe_dims(model: Model) -> dict[str, int]:
-    return dict(zip(model.dims, _PROBE_SIZES))
+    """Distinct sizes, one per dimension, so that each axis of a traced shape names its dimension:
+    primes from 101 on, as many as the model has dimensions (mlp has one per layer)."""
+    sizes: list[int] = []
+    n = 101
+    while len(sizes) < len(model.dims):
+        if all(n % p for p in range(3, math.isqrt(n) + 1, 2)):
+            sizes.append(n)
+        n += 2
+    return dict(zip(model.dims, sizes))
 
 
 def symbolic(shape: Shape, probe: Dims) -> tuple[str | int, ...]:
@@ -146,41 +149,20 @@ def is_model_path(spec: str) -> bool:
 
 
 def get_model(spec: str, options: Mapping[str, Any] | None = None) -> Model:
-    """A built-in model by name, or a model file by path, with its options (None: the defaults)."""
+    """A built-in model by name, or a model file by path, with its options (None: the defaults).
+
+    A path is imported: call this only with a path the user gave as a model file (`--model`,
+    `verify(model=...)`), never with one read from a config, case or values file."""
     if is_model_path(spec):
-        module = _import_model_file(Path(spec))
+        from bncheck.loader import import_user_file
+
+        module = import_user_file(Path(spec), "model", "bncheck_model", reuse=True)
         return from_module(module, name=spec, options=options, file=spec)
     if spec not in _BUILTIN:
         raise SettingsError(
-            f"model: unknown model {spec!r}; choose one of {', '.join(_BUILTIN)}, or give a model file PATH.py"
+            f"model: unknown model {reprlib.repr(spec)}; choose one of {', '.join(_BUILTIN)}, or give a model file PATH.py"
         )
     return from_module(importlib.import_module(_BUILTIN[spec]), name=spec, options=options)
-
-
-def _import_model_file(path: Path) -> ModuleType:
-    from bncheck.loader import user_frame
-
-    if not path.is_file():
-        raise LoadError(f"model: no such file: {path}")
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-    name = f"bncheck_model_{digest}"
-    if name in sys.modules:
-        return sys.modules[name]
-    try:
-        code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
-    except SyntaxError as err:
-        raise LoadError(f"model: {path}:{err.lineno}: syntax error: {err.msg}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise LoadError(f"model: cannot read {path}: {err}") from None
-    module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, path))
-    try:
-        exec(code, module.__dict__)
-    except Exception as err:
-        frame = user_frame(err, str(path))
-        where = f"{path}:{frame.lineno}" if frame else str(path)
-        raise LoadError(f"model: importing {where} failed: {type(err).__name__}: {err}") from None
-    sys.modules[name] = module
-    return module
 
 
 def _with_options(fn: Callable, cfg: dict[str, Any]) -> Callable[[Dims], dict[str, Shape]]:
@@ -188,23 +170,136 @@ def _with_options(fn: Callable, cfg: dict[str, Any]) -> Callable[[Dims], dict[st
     return (lambda d: fn(d, cfg)) if len(inspect.signature(fn).parameters) > 1 else fn
 
 
+# What each value a model module gives must be: a test returning why a value is not, or None.
+
+
+def _shape_table(value: Any) -> str | None:
+    # The sign is checked where the dims are a draw's (_shapes): `bncheck models` also traces at probe
+    # sizes no draw has, where a kernel can be larger than its input.
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, tuple) for k, v in value.items()):
+        return "a dict of name -> shape tuple"
+    for name, shape in value.items():
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in shape):
+            return f"shapes of integer sizes (its {name} is {_shown(shape)})"
+    return None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None or isinstance(value, str) else "a sentence (str) or None"
+
+
+def _descriptions(value: Any) -> str | None:
+    ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    return None if ok else "a dict of field name -> description"
+
+
+def _variant_table(value: Any) -> str | None:
+    ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items())
+    return None if ok else "a dict of diagnosis code -> options dict"
+
+
+def _invariant_table(value: Any) -> str | None:
+    ok = isinstance(value, dict) and all(isinstance(k, str) and callable(v) for k, v in value.items())
+    return None if ok else "a dict of check name -> function(ctx, got)"
+
+
+def _names(value: Any) -> str | None:
+    ok = isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value)
+    return None if ok else "a tuple of names"
+
+
+def _shown(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # the user's __repr__
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 80 else text[:80] + "…"
+
+
+# A model file's optional hooks: attribute, how bncheck calls it, what it must return.
+_HOOKS = (
+    ("check_dims", "check_dims(d, options)", _text_or_none),
+    ("kink_field", "kink_field(options)", _text_or_none),
+    ("variants", "variants(options)", _variant_table),
+    ("invariants", "invariants(options)", _invariant_table),
+    ("shape_hint", "shape_hint(check, shape, d, options)", _text_or_none),
+    ("sample", "sample(rng, d)", None),
+)
+
+
+def _guarded(fn: Callable, hook: str, where: str, file: str, returns: Callable[[Any], str | None] | None) -> Callable:
+    """A model file's hook that, whatever it raises (SystemExit included) or whatever wrong thing it
+    returns, fails with one LoadError naming the file and the hook, wherever bncheck calls it."""
+    from bncheck.loader import user_frame
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            value = fn(*args, **kwargs)
+        except (KeyboardInterrupt, LoadError):
+            raise
+        except BaseException as err:
+            frame = user_frame(err, file)
+            at = f" at {file}:{frame.lineno}" if frame else ""
+            raise LoadError(f"model: {where}: {hook} raised {describe(err, at)}") from err
+        problem = returns(value) if returns is not None else None
+        if problem:
+            raise LoadError(f"model: {where}: {hook} must return {problem}, got {_shown(value)}")
+        return value
+
+    return call
+
+
+def _guarded_hook(attr: str, fn: Callable, hook: str, where: str, file: str, returns) -> Callable:
+    if attr == "sample":
+        # The sweep turns whatever sample raises into one LoadError, with the shapes it checks; it
+        # catches Exception, so a SystemExit is handed to it as one.
+        def sample(rng: Any, dims: Dims) -> Any:
+            try:
+                return fn(rng, dims)
+            except (KeyboardInterrupt, Exception):
+                raise
+            except BaseException as err:
+                raise as_exception(err) from err
+
+        return sample
+    guarded = _guarded(fn, hook, where, file, returns)
+    if attr != "invariants":
+        return guarded
+    return lambda cfg: {
+        check: _guarded(inv, f"the invariant of {check}", where, file, _text_or_none)
+        for check, inv in guarded(cfg).items()
+    }
+
+
+def _attribute(module: ModuleType, attr: str, default: Any, where: str, returns: Callable[[Any], str | None]) -> Any:
+    value = getattr(module, attr, default)
+    problem = returns(value)
+    if problem:
+        raise LoadError(f"model: {where}: {attr} must be {problem}, got {_shown(value)}")
+    return value
+
+
 def _shapes(fn: Callable[[Dims], dict[str, Shape]], which: str, dims: Dims, where: str) -> dict[str, Shape]:
     try:
         shapes = fn(dict(dims))
+    except LoadError:
+        raise
     except Exception as err:
-        raise LoadError(f"model: {where}: {which}(d) raised {type(err).__name__}: {err}") from None
-    if not isinstance(shapes, dict) or not all(
-        isinstance(k, str) and isinstance(v, tuple) and all(isinstance(n, int) and n >= 0 for n in v)
-        for k, v in shapes.items()
-    ):
-        raise LoadError(f"model: {where}: {which}(d) must return a dict of name -> shape tuple of ints, got {shapes!r}")
+        raise LoadError(f"model: {where}: {which}(d) raised {describe(err)}") from None
+    problem = _shape_table(shapes) or next(
+        (f"shapes of sizes >= 0 (its {n} is {s})" for n, s in shapes.items() if min(s, default=0) < 0), None
+    )
+    if problem:
+        raise LoadError(f"model: {where}: {which}(d) must return {problem} at {dict(dims)}, got {_shown(shapes)}")
     return shapes
 
 
 def from_module(
     module: ModuleType, name: str, options: Mapping[str, Any] | None = None, file: str | None = None
 ) -> Model:
-    """The Model a module defines (see this package's docstring), checked for what it must define."""
+    """The Model a module defines (see this package's docstring), checked for what it must define.
+    A model file's functions are guarded: whatever one raises or wrongly returns, wherever bncheck
+    calls it, is one LoadError naming the file and the function."""
     where = file or name
     missing = [attr for attr in ("DIMS", "inputs", "params", "forward") if not hasattr(module, attr)]
     if missing:
@@ -212,19 +307,29 @@ def from_module(
             f"model: {where} does not define {', '.join(missing)} (a model file needs DIMS, inputs(d), "
             f"params(d) and forward(...) returning a dict with a scalar R)"
         )
-    own = tuple(getattr(module, "OPTIONS", ()))
-    cfg = {key: (options or {}).get(key, OPTION_DEFAULTS.get(key)) for key in own}
-    dims = module.DIMS(cfg) if callable(module.DIMS) else module.DIMS
-    _check_dims_table(dims, where)
-    lowest = {d: lo for d, (lo, _) in dims.items()}
-    inputs_fn, params_fn = _with_options(module.inputs, cfg), _with_options(module.params, cfg)
-    inputs, params = _shapes(inputs_fn, "inputs", lowest, where), _shapes(params_fn, "params", lowest, where)
-    clash = set(inputs) & set(params)
-    if clash:
-        raise LoadError(f"model: {where}: {', '.join(sorted(clash))} is both an input and a parameter")
 
-    takes = inspect.signature(module.forward).parameters
-    raw = module.forward
+    for attr in ("inputs", "params", "forward"):
+        if not callable(getattr(module, attr)):
+            raise LoadError(f"model: {where}: {attr} must be a function, got {_shown(getattr(module, attr))}")
+
+    def guard(fn: Callable, call: str, returns: Callable[[Any], str | None] | None = None) -> Callable:
+        return fn if file is None else _guarded(fn, call, where, file, returns)
+
+    own = tuple(_attribute(module, "OPTIONS", (), where, lambda v: _names(v) or (
+        None if set(v) <= set(OPTION_DEFAULTS) else f"settings bncheck has ({', '.join(OPTION_DEFAULTS)})")))
+    cfg = {key: (options or {}).get(key, OPTION_DEFAULTS.get(key)) for key in own}
+    dims = guard(module.DIMS, "DIMS(options)")(cfg) if callable(module.DIMS) else module.DIMS
+    _check_dims_table(dims, where)
+    dims = {d: tuple(bounds) for d, bounds in dims.items()}
+    try:
+        takes = inspect.signature(module.forward).parameters
+        inputs_fn, params_fn = _with_options(module.inputs, cfg), _with_options(module.params, cfg)
+    except (TypeError, ValueError) as err:  # a callable whose signature cannot be read: a class, a C function
+        raise LoadError(f"model: {where}: inputs, params and forward must be functions ({describe(err)})") from None
+    inputs_fn, params_fn = guard(inputs_fn, "inputs(d)", _shape_table), guard(params_fn, "params(d)", _shape_table)
+    raw = guard(module.forward, "forward")
+    lowest = {d: lo for d, (lo, _) in dims.items()}
+    inputs, params = _shapes(inputs_fn, "inputs", lowest, where), _shapes(params_fn, "params", lowest, where)
 
     def forward(cfg: dict[str, Any], masks: Mapping[str, Any], **arrays: Any) -> dict[str, Any]:
         extra = {}
@@ -234,29 +339,82 @@ def from_module(
             extra["masks"] = masks
         return raw(**arrays, **extra)
 
-    summary = getattr(module, "SUMMARY", None) or (inspect.getdoc(module) or name).splitlines()[0]
+    outputs = getattr(module, "OUTPUTS", {})
+    if callable(outputs):
+        outputs = guard(outputs, "OUTPUTS(options)")(cfg)
+    if _descriptions(outputs):
+        raise LoadError(f"model: {where}: OUTPUTS must be {_descriptions(outputs)}, got {_shown(outputs)}")
+    if file is not None:
+        outputs = _traced(forward, dims, inputs, params, outputs, where, file)
+    _check_names(where, dims, own, inputs, params, outputs)
+
+    hooks = {}
+    for attr, call, returns in _HOOKS:
+        fn = getattr(module, attr, None)
+        if fn is None:
+            continue
+        if not callable(fn):
+            raise LoadError(f"model: {where}: {attr} must be a function {call}, got {_shown(fn)}")
+        hooks[attr] = fn if file is None else _guarded_hook(attr, fn, call, where, file, returns)
+    derivations = _attribute(module, "DERIVATIONS", {}, where, lambda v: _descriptions(v) and "a dict of name -> module")
+    default = _attribute(module, "DEFAULT_DERIVATION", None, where, lambda v: None if v is None or v in derivations
+                         else f"None or a key of DERIVATIONS ({', '.join(derivations)})")
+    dim_defaults = _attribute(module, "DIM_DEFAULTS", {}, where, lambda v: None if isinstance(v, dict) and all(
+        k in dims and isinstance(n, int) and not isinstance(n, bool) and n >= 1 for k, n in v.items()
+    ) else "a dict of dimension -> default size >= 1")
+    summary = _attribute(module, "SUMMARY", None, where, _text_or_none)
+    checks = tuple(_attribute(module, "CHECKS", (), where, _names))
     model = Model(
         name=name,
-        summary=summary,
+        summary=summary or (inspect.getdoc(module) or name).splitlines()[0],
         dims=dims,
         inputs=inputs_fn,
         params=params_fn,
         forward=forward,
-        outputs=dict(module.OUTPUTS(cfg) if callable(getattr(module, "OUTPUTS", None)) else getattr(module, "OUTPUTS", {})),
-        checks=tuple(getattr(module, "CHECKS", ())) or tuple(f"grad_{p}" for p in params),
-        derivations=dict(getattr(module, "DERIVATIONS", {})),
-        default_derivation=getattr(module, "DEFAULT_DERIVATION", None),
+        outputs=dict(outputs),
+        checks=checks or tuple(f"grad_{p}" for p in params),
+        derivations=dict(derivations),
+        default_derivation=default,
         options=own,
-        dim_defaults=dict(getattr(module, "DIM_DEFAULTS", {})),
+        dim_defaults=dict(dim_defaults),
         paddable="masks" in takes,
-        sample=getattr(module, "sample", None),
-        shape_hint=getattr(module, "shape_hint", None),
         file=file,
-        **{hook: getattr(module, hook) for hook in ("check_dims", "kink_field", "variants", "invariants") if hasattr(module, hook)},
+        **hooks,
     )
-    if file is not None and not model.outputs:
-        model = _traced(model, inputs, params, where)
+    if file is not None:
+        _check_claims(model, cfg, where)
     return model
+
+
+def _check_claims(model: Model, cfg: dict[str, Any], where: str) -> None:
+    """What a model file names must exist: the checks it lists, the field its kinks are read from."""
+    from bncheck.loader import parse_check
+
+    unknown = [c for c in model.checks if parse_check(c, model) is None]
+    if unknown:
+        raise LoadError(f"model: {where}: CHECKS names {', '.join(unknown)}, no function this model can check")
+    kink = model.kink_field(cfg)
+    if kink is not None and kink not in model.outputs:
+        raise LoadError(f"model: {where}: kink_field(options) names {_shown(kink)}, not a field forward returns")
+    # Called now, so that a broken one stops the run before the sweep rather than in a diagnosis.
+    model.variants(cfg)
+    model.invariants(cfg)
+
+
+def _check_names(
+    where: str, dims: Mapping, options: tuple[str, ...], inputs: Mapping, params: Mapping, outputs: Mapping
+) -> None:
+    """One name per ctx field: ctx holds the inputs, parameters, forward's fields, dimensions and
+    settings side by side, so an output named like an input would silently replace it."""
+    seen: dict[str, str] = {}
+    for kind, names in (("a dimension", dims), ("a setting", options), ("an input", inputs), ("a parameter", params),
+                        ("a field forward returns", outputs)):
+        for field_name in names:
+            if field_name in seen:
+                raise LoadError(
+                    f"model: {where}: {field_name} is both {seen[field_name]} and {kind}; each needs its own name"
+                )
+            seen[field_name] = kind
 
 
 def _check_dims_table(dims: Any, where: str) -> None:
@@ -271,15 +429,16 @@ def _check_dims_table(dims: Any, where: str) -> None:
     if not ok:
         raise LoadError(
             f"model: {where}: DIMS must map each dimension name to an inclusive range (min, max) "
-            f"with 1 <= min <= max, got {dims!r}"
+            f"with 1 <= min <= max, got {_shown(dims)}"
         )
 
 
-def _traced(model: Model, inputs: dict[str, Shape], params: dict[str, Shape], where: str) -> Model:
-    """Traces a model file's forward (and its gradient) at the smallest dims: finds the outputs and
-    turns every way a model file can be broken into one LoadError."""
-    import dataclasses
-
+def _traced(
+    forward: Callable, dims: Mapping[str, tuple[int, int]], inputs: dict[str, Shape], params: dict[str, Shape],
+    described: Mapping[str, str], where: str, file: str,
+) -> dict[str, str]:
+    """Traces a model file's forward (and its gradient) at the smallest dims: finds its outputs, with
+    the descriptions OUTPUTS gives, and turns every way a model file can be broken into one LoadError."""
     import jax
     import numpy as np
 
@@ -287,26 +446,36 @@ def _traced(model: Model, inputs: dict[str, Shape], params: dict[str, Shape], wh
 
     jax.config.update("jax_enable_x64", True)
     arrays = {n: jax.ShapeDtypeStruct(s, np.float64) for n, s in {**inputs, **params}.items()}
-    masks = {d: jax.ShapeDtypeStruct((lo,), np.float64) for d, (lo, _) in model.dims.items()}
+    masks = {d: jax.ShapeDtypeStruct((lo,), np.float64) for d, (lo, _) in dims.items()}
 
-    def fail(what: str, err: Exception) -> LoadError:
-        frame = user_frame(err, model.file or "")
-        at = f" at {model.file}:{frame.lineno}" if frame else ""
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        return LoadError(f"model: {where}: {what} raised {type(err).__name__}{at}: {first}")
+    def traced(what: str, fn: Callable) -> Any:
+        try:
+            return jax.eval_shape(fn, arrays, masks)
+        except (KeyboardInterrupt, LoadError):
+            raise
+        except BaseException as err:
+            frame = user_frame(err, file)
+            at = f" at {file}:{frame.lineno}" if frame else ""
+            raise LoadError(f"model: {where}: {what} raised {describe(err, at)}") from None
 
-    try:
-        out = jax.eval_shape(lambda a, m: model.forward({}, m, **a), arrays, masks)
-    except Exception as err:
-        raise fail("forward", err) from None
+    out = traced("forward", lambda a, m: forward({}, m, **a))
     if not isinstance(out, dict) or "R" not in out:
-        got = f"keys {sorted(out)}" if isinstance(out, dict) else type(out).__name__
+        got = f"keys {sorted(map(str, out))}" if isinstance(out, dict) else type(out).__name__
         raise LoadError(f"model: {where}: forward must return a dict with the scalar loss under 'R', got {got}")
-    if out["R"].shape != ():
-        raise LoadError(f"model: {where}: forward's R must be a scalar, got shape {out['R'].shape}")
-    try:
-        jax.eval_shape(jax.grad(lambda a, m: model.forward({}, m, **a)["R"]), arrays, masks)
-    except Exception as err:
-        raise fail("differentiating forward with jax.grad", err) from None
-    outputs = {name: f"returned by forward, shape {tuple(s.shape)} at the smallest dims" for name, s in out.items() if name != "R"}
-    return dataclasses.replace(model, outputs=outputs)
+    fields = {}
+    for field_name, value in out.items():
+        if not isinstance(field_name, str) or not isinstance(value, jax.ShapeDtypeStruct):
+            raise LoadError(
+                f"model: {where}: forward must return a dict of name -> array, got {_shown(field_name)}: {_shown(value)}"
+            )
+        fields[field_name] = value
+    if fields["R"].shape != ():
+        raise LoadError(f"model: {where}: forward's R must be a scalar, got shape {fields['R'].shape}")
+    traced("differentiating forward with jax.grad", jax.grad(lambda a, m: forward({}, m, **a)["R"]))
+    absent = set(described) - set(fields)
+    if absent:
+        raise LoadError(f"model: {where}: OUTPUTS describes {', '.join(sorted(absent))}, which forward does not return")
+    return {
+        name: described.get(name, f"returned by forward, shape {tuple(s.shape)} at the smallest dims")
+        for name, s in fields.items() if name != "R"
+    }
