@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import inspect
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -83,7 +84,8 @@ class Rule:
 def parse_shapes(text: str) -> Shapes:
     """`"x=N,D g=D s="` -> {"x": ("N", "D"), "g": ("D",), "s": ()}; a number is a fixed size."""
     shapes: dict[str, list[str]] = {}
-    for part in text.split():
+    # Arguments apart by spaces (or ;), their dimensions by commas, spaces around a comma forgiven.
+    for part in filter(None, re.split(r"[;\s]+", re.sub(r"\s*,\s*", ",", text.strip()))):
         name, sep, dims = part.partition("=")
         if not sep:
             raise SettingsError(f"shapes: cannot parse {part!r} in {text!r}; expected ARG=DIM,DIM ... such as x=N,D g=D (s= for a scalar)")
@@ -116,7 +118,7 @@ def checked_shapes(shapes: Any) -> Shapes:
 def parse_dims(text: str) -> dict[str, tuple[int, int]]:
     """`"N=2:64,D=1:32"` -> {"N": (2, 64), "D": (1, 32)}; `N=8` is N=8:8."""
     dims: dict[str, tuple[int, int]] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    for part in filter(None, re.split(r"[,;\s]+", text)):
         name, sep, bounds = part.partition("=")
         lo, colon, hi = bounds.partition(":")
         hi = hi if colon else lo

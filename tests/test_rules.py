@@ -217,7 +217,9 @@ def test_bad_shapes_dims_and_settings_are_one_error(shapes, dims, settings, frag
 
 def test_shapes_and_dims_read_as_written():
     assert parse_shapes("x=N,D g=D s= t=() k=N,3") == {"x": ("N", "D"), "g": ("D",), "s": (), "t": (), "k": ("N", 3)}
+    assert parse_shapes(" x=N, D;g=D ") == {"x": ("N", "D"), "g": ("D",)}
     assert parse_dims("N=2:64, D=1:32,K=5") == {"N": (2, 64), "D": (1, 32), "K": (5, 5)}
+    assert parse_dims("N=2:64 D=1:32") == {"N": (2, 64), "D": (1, 32)}
 
 
 # ---- the command line -----------------------------------------------------------------------------
