@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "verify": "bncheck.pipeline",
+    "check_rule": "bncheck.rules",
     "resolve": "bncheck.settings",
     "Settings": "bncheck.settings",
     "load_derivation": "bncheck.loader",

@@ -495,3 +495,7 @@ def main() -> None:
         # on this project's 2-core machine, for nothing, as the process is ending. Frozen, they are
         # left to the operating system.
         gc.freeze()
+
+
+# verify-rule is a command of its own module, registered on this app by importing it.
+from bncheck import cli_rule  # noqa: E402,F401

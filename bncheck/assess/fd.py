@@ -66,7 +66,7 @@ def _opinion(c: Check, engine: Engine, draw: Draw, bucket: dict[str, int], raw) 
 
         def shaped(a):
             # (entries of the target, *out) -> (*out, *target), cut to the draw's own shape.
-            a = cut(a.reshape(*bucket_targets, *bucket_out), (*targets, *out))
+            a = cut(a.reshape((*bucket_targets, *bucket_out)), (*targets, *out))
             a = np.moveaxis(a, tuple(range(len(targets))), tuple(range(len(out), len(out) + len(targets))))
             return vec_jacobian(a, len(out)) if c.kind == "jacobian" else a
 
