@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from bncheck.errors import CaseError
-from bncheck.loader import Derivation, parse_check, unknown_name
-from bncheck.models import OPTION_DEFAULTS, Model, get_model, is_model_path
-from bncheck.settings import Settings, _typed, megabytes, resolve
+from bncheck.loader import Derivation, unknown_name
+from bncheck.models import Model, get_model, is_model_path
+from bncheck.options import MODEL_OPTIONS
+from bncheck.settings import Settings, checked, resolve, typed
 from bncheck.draws import Draw, plan
 from bncheck.engine import Engine, scope
 from bncheck.sweep import prepare, run_sweep
@@ -354,7 +355,7 @@ def _budget_of(flags: dict[str, Any]) -> float:
     value = flags.get("max_memory_mb")
     if value is None:
         return Settings.max_memory_mb
-    return megabytes("max_memory_mb", _typed("settings", "max_memory_mb", value))
+    return checked("max_memory_mb", typed("settings", "max_memory_mb", value))
 
 
 def model_file_digest(path: Path) -> str:
@@ -405,12 +406,12 @@ def read_case(path: Path, flags: dict[str, Any]) -> Case:
     if not isinstance(header, dict) or not isinstance(header.get("settings"), dict) or "model" not in header:
         where = f"{path / SETTINGS_FILE}" if fmt == "csv" else str(path)
         raise CaseError(f'case: {where} holds no "model" and "settings"; write cases with `bncheck case export`')
-    known = (*OPTION_DEFAULTS, *DRAW_SETTINGS)
+    known = (*MODEL_OPTIONS, *DRAW_SETTINGS)
     values = {}
     for key, value in header["settings"].items():
         if key not in known:
             raise CaseError(f"case: {path}: unknown setting {reprlib.repr(key)}; a case holds {', '.join(known)}")
-        values[key] = _typed(f"case {path}", key, value)
+        values[key] = typed(f"case {path}", key, value)
     attempt = header.get("attempt", 0)
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
         raise CaseError(f"case: {path}: attempt must be an integer >= 0, got {reprlib.repr(attempt)}")
@@ -469,7 +470,7 @@ def read_values(path: Path, case: Case) -> tuple[Derivation, dict[str, str]]:
     model, dims = case.model, case.settings.shape
     shapes = {**model.inputs(dims), **model.params(dims)}
     outputs = Engine(model, case.settings).output_shapes(dims)
-    checks = {name: parse_check(name, model) for name in entries}
+    checks = {name: model.check(name) for name in entries}
     expected = {
         name: shapes[c.target] if c.kind == "gradient" else (math.prod(outputs[c.output]), math.prod(shapes[c.target]))
         for name, c in checks.items() if c is not None and c.kind != "jvp"

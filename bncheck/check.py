@@ -32,8 +32,9 @@ from bncheck.compare import (
 from bncheck.draws import Ctx, Draw, frozen
 from bncheck.engine import Record, vec_rows
 from bncheck.errors import BncheckError
-from bncheck.userfile import put_back
-from bncheck.loader import Check, Derivation, user_frames
+from bncheck.loader import Derivation
+from bncheck.models import Check
+from bncheck.userfile import put_back, user_frames
 
 # The reference each kind of check is compared with, by name; a dense Jacobian over a share of the
 # budget is compared by its products instead.

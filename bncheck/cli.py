@@ -9,6 +9,7 @@ at once.
 from __future__ import annotations
 
 import gc
+import inspect
 import os
 import sys
 import traceback
@@ -20,6 +21,9 @@ import typer
 from rich.console import Console
 
 from bncheck.errors import BncheckError
+from bncheck.options import OPTIONS, names
+
+OPTION_NAMES = tuple(o.name for o in OPTIONS)
 
 app = typer.Typer(
     add_completion=False,
@@ -40,40 +44,54 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _setting(kind: type, flag: str, help: str):
-    """An option whose None means "not given", so that the config file and the defaults apply."""
-    return Annotated[kind | None, typer.Option(flag, help=help)]
-
-
-# Options shared by verify, case export and verify-values, declared once.
-ConfigOption = _setting(Path, "--config", "TOML file with any of these settings and a [sweep] table.")
-ModelOption = _setting(
-    str, "--model", "A built-in model (see `bncheck models`) or your own model file PATH.py. [default: bn-mlp]"
-)
-ActivationOption = _setting(str, "--activation", "relu | tanh | sigmoid | softplus | identity. [default: relu]")
-DdofOption = _setting(int, "--ddof", "Variance divisor N - ddof: 0 as in the BN paper, 1 as R's scale(). [default: 0]")
-EpsOption = _setting(float, "--eps", "Added to the variance under the square root. [default: 1e-5]")
-OutputsOption = _setting(int, "--outputs", "Output columns k (fixes k for every draw). [default: 1]")
-LayoutOption = _setting(str, "--layout", "bn-layer: fc (x is N x D) | conv (x is N x C x H x W). [default: fc]")
-LayersOption = _setting(int, "--layers", "mlp: number of affine layers L. [default: 2]")
-LossOption = _setting(str, "--loss", "mlp: mse | xent (softmax cross-entropy). [default: mse]")
-StrideOption = _setting(int, "--stride", "conv: stride of the convolution. [default: 1]")
-PaddingOption = _setting(int, "--padding", "conv: zero padding on each side. [default: 0]")
-DtypeOption = _setting(str, "--dtype", "float64 | float32, with its own tolerances. [default: float64]")
-RtolOption = _setting(float, "--rtol", "Pass if max|got-ref| <= atol + rtol*max|ref|. [default: by dtype]")
-AtolOption = _setting(float, "--atol", "Absolute tolerance. [default: by dtype]")
-RequireOption = _setting(str, "--require", "Checks that must be defined: all, or names such as beta,gamma,jac_B_G1.")
-JsonOption = _setting(str, "--json", "Write the JSON report here ('-' for standard output, and no table).")
-JunitOption = _setting(str, "--junit", "Write a JUnit XML report here ('-' for standard output, and no table).")
-MaxMemoryOption = _setting(
-    float, "--max-memory-mb", "What the run may hold in memory at once; draws are checked in chunks that fit, "
-    "and a shape or file that cannot fit is refused before it is allocated. [default: 4096]"
-)
-TimeoutOption = _setting(
-    float, "--timeout", "Seconds one call of a derivation function may take; a slower call fails its check "
-    "(0: no limit). [default: 60]"
-)
+ConfigOption = Annotated[
+    Optional[Path], typer.Option("--config", help="TOML file with any of these settings and a [sweep] table.")
+]
 DebugOption = Annotated[bool, typer.Option(help="Show tracebacks for errors.")]
+
+
+def command(group: typer.Typer, name: str, settings: tuple[str, ...], *fixed: inspect.Parameter):
+    """Registers the decorated function as command `name` of `group`, taking the parameters `fixed`
+    and an option for each of `settings`, declared once in bncheck.options (type, help, default);
+    None means "not given", so that the config file and the defaults apply. The function gets the
+    fixed parameters by name, `debug`, and the settings given as a dict `flags`."""
+    from bncheck.options import BY_NAME
+
+    options = [
+        inspect.Parameter(
+            BY_NAME[key].name, inspect.Parameter.KEYWORD_ONLY, default=None,
+            annotation=Annotated[Optional[BY_NAME[key].kind], typer.Option(BY_NAME[key].flag, help=BY_NAME[key].help_text())],
+        )
+        for key in settings
+    ]
+    debug = inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=DebugOption)
+    parameters = [*fixed, *options, debug]
+
+    def register(body):
+        def run(**given):
+            kept = {p.name: given.pop(p.name) for p in fixed}
+            return body(**kept, debug=given.pop("debug"), flags=given)
+
+        run.__signature__ = inspect.Signature(parameters)
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        run.__doc__ = body.__doc__
+        group.command(name)(run)
+        return body
+
+    return register
+
+
+def _argument(name: str, kind, help: str, default=inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                             annotation=Annotated[kind, typer.Argument(help=help)])
+
+
+def _option(name: str, kind, flag: str, help: str, default=None) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[kind, typer.Option(flag, help=help)])
+
+
+_CONFIG = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOption)
 
 
 @contextmanager
@@ -162,54 +180,14 @@ def _lose_stdout() -> None:
         pass
 
 
-@app.command()
-def verify(
-    derivation: Annotated[
-        Optional[str],
-        typer.Argument(help="A derivation .py file, or a built-in of the model (bn-mlp: closed-form (default), kronecker, seed-question; see `bncheck models`)."),
-    ] = None,
-    config: ConfigOption = None,
-    model: ModelOption = None,
-    activation: ActivationOption = None,
-    ddof: DdofOption = None,
-    eps: EpsOption = None,
-    outputs: OutputsOption = None,
-    layout: LayoutOption = None,
-    layers: LayersOption = None,
-    loss: LossOption = None,
-    stride: StrideOption = None,
-    padding: PaddingOption = None,
-    trials: Annotated[Optional[int], typer.Option(help="Number of draws. [default: 200]")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the first draw; draw t has seed + t. [default: 0]")] = None,
-    shape: Annotated[
-        Optional[str], typer.Option(help="One fixed shape for every draw, e.g. N=10,p1=7,p2=4,k=1; else shapes are swept.")
-    ] = None,
-    dtype: DtypeOption = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu | gpu, where JAX computes the references. [default: cpu]")] = None,
-    rtol: RtolOption = None,
-    atol: AtolOption = None,
-    require: RequireOption = None,
-    max_jacobian_mb: _setting(
-        float, "--max-jacobian-mb", "Dense Jacobians larger than this are skipped; over a sixteenth of it, they are "
-        "checked by products with jax.jvp / jax.vjp. [default: 256]"
-    ) = None,
-    max_memory_mb: MaxMemoryOption = None,
-    timeout: TimeoutOption = None,
-    json_path: JsonOption = None,
-    junit: JunitOption = None,
-    reference: _setting(
-        str, "--reference", "autodiff, or fd to add float64 central differences on a few draws as a third opinion. "
-        "[default: autodiff]"
-    ) = None,
-    debug: DebugOption = False,
-) -> None:
+@command(
+    app, "verify", OPTION_NAMES,
+    _argument("derivation", Optional[str], "A derivation .py file, or a built-in of the model (bn-mlp: closed-form "
+              "(default), kronecker, seed-question; see `bncheck models`).", None),
+    _CONFIG,
+)
+def verify(derivation: str | None, config: Path | None, debug: bool, flags: dict) -> None:
     """Check a derivation's functions against jax.grad / jax.jacfwd / jax.jvp over a sweep of draws."""
-    flags = dict(
-        model=model, activation=activation, ddof=ddof, eps=eps, outputs=outputs, layout=layout, layers=layers,
-        loss=loss, stride=stride, padding=padding, trials=trials, seed=seed,
-        shape=shape, dtype=dtype, device=device, rtol=rtol, atol=atol, require=require,
-        max_jacobian_mb=max_jacobian_mb, max_memory_mb=max_memory_mb, timeout=timeout, json=json_path, junit=junit, reference=reference,
-    )
     with _guard(debug):
         with _stdout_for_reports():
             from bncheck.settings import report_paths, resolve
@@ -282,32 +260,13 @@ case_app = typer.Typer(
 app.add_typer(case_app, name="case")
 
 
-@case_app.command("export")
-def case_export(
-    out: Annotated[Path, typer.Option("--out", help="Where to write: a .json or .npz file, or a folder for csv.")],
-    config: ConfigOption = None,
-    model: ModelOption = None,
-    activation: ActivationOption = None,
-    ddof: DdofOption = None,
-    eps: EpsOption = None,
-    outputs: OutputsOption = None,
-    layout: LayoutOption = None,
-    layers: LayersOption = None,
-    loss: LossOption = None,
-    stride: StrideOption = None,
-    padding: PaddingOption = None,
-    seed: Annotated[int | None, typer.Option(help="The draw's seed: verify's draw at this seed. [default: 0]")] = None,
-    shape: Annotated[
-        str | None,
-        typer.Option(help="The draw's shape, e.g. N=10,p1=7,p2=4,k=1; else the shape the seed draws from the sweep ranges."),
-    ] = None,
-    dtype: DtypeOption = None,
-    format: Annotated[
-        str | None, typer.Option(help="json | npz | csv (a folder). [default: npz for a .npz --out, else json]")
-    ] = None,
-    max_memory_mb: MaxMemoryOption = None,
-    debug: DebugOption = False,
-) -> None:
+@command(
+    case_app, "export", names("model", "option", besides=("seed", "shape", "dtype", "device", "max_memory_mb")),
+    _option("out", Path, "--out", "Where to write: a .json or .npz file, or a folder for csv.", inspect.Parameter.empty),
+    _option("format", Optional[str], "--format", "json | npz | csv (a folder). [default: npz for a .npz --out, else json]"),
+    _CONFIG,
+)
+def case_export(out: Path, format: str | None, config: Path | None, debug: bool, flags: dict) -> None:
     """Write one draw: its settings, every input and parameter, and the forward record.
 
     JSON: {"model", "settings", "attempt", "arrays": {"X": [[row], ...], "gamma": [...], ...},
@@ -319,11 +278,6 @@ def case_export(
     write back use column-major vec (vec(M) stacks the columns of M): jac_B_G1 = dvec(B)/dvec(G1)' is
     (N*p2, p1*p2), jac_B_beta and jac_B_gamma are (N*p2, p2).
     """
-    flags = {
-        "model": model, "activation": activation, "ddof": ddof, "eps": eps, "outputs": outputs, "layout": layout,
-        "layers": layers, "loss": loss, "stride": stride, "padding": padding, "seed": seed, "shape": shape,
-        "dtype": dtype, "max_memory_mb": max_memory_mb,
-    }
     with _guard(debug):
         from bncheck.case import FORMATS, export_case
         from bncheck.errors import SettingsError
@@ -335,38 +289,26 @@ def case_export(
         export_case(resolve(flags, config), out, fmt)
 
 
-@app.command("verify-values")
-def verify_values(
-    case: Annotated[Path, typer.Argument(help="A case written by `bncheck case export` (.json, .npz or csv folder).")],
-    values: Annotated[
-        Path,
-        typer.Argument(help="Your values, named as the functions (grad_beta, grad_G1, jac_B_G1, ...), in the case's layout."),
-    ],
-    model: _setting(str, "--model", "The model file PATH.py of a case exported from one, checked against the case.") = None,
-    rtol: RtolOption = None,
-    atol: AtolOption = None,
-    require: RequireOption = None,
-    json_path: JsonOption = None,
-    junit: JunitOption = None,
-    max_memory_mb: MaxMemoryOption = None,
-    debug: DebugOption = False,
-) -> None:
+@command(
+    app, "verify-values", ("model", "max_memory_mb", *names("tolerance", "report")),
+    _argument("case", Path, "A case written by `bncheck case export` (.json, .npz or csv folder)."),
+    _argument("values", Path, "Your values, named as the functions (grad_beta, grad_G1, jac_B_G1, ...), in the case's layout."),
+)
+def verify_values(case: Path, values: Path, debug: bool, flags: dict) -> None:
     """Check gradients and Jacobians computed elsewhere on an exported case, reporting as verify does.
 
     The references are recomputed from the case's own arrays. A value of the wrong shape or not made
     of numbers fails its check and says so; a name that matches no function is an error like a
     misspelt function; jvp_ values are not accepted (a case carries no direction V).
+
+    --model: the model file PATH.py of a case exported from one, checked against the case.
     """
-    flags = {
-        "model": model, "rtol": rtol, "atol": atol, "require": require, "json": json_path, "junit": junit,
-        "max_memory_mb": max_memory_mb,
-    }
     with _guard(debug):
         with _stdout_for_reports():
             from bncheck.case import verify_values as run_values
             from bncheck.settings import report_paths
 
-            report_paths(json_path, junit, [case, values])
+            report_paths(flags.get("json"), flags.get("junit"), [case, values])
             report, settings = run_values(case, values, flags)
         status = _finish(report, settings)
     raise typer.Exit(status)
@@ -449,6 +391,34 @@ def centering(
         _print(console, CenteringView(run_centering(steps=steps, lr=lr, seed=seed)))
 
 
+@command(
+    app, "verify-rule", names("draws", "run", "tolerance", "report", but=("require", "max_jacobian_mb")),
+    _argument("rule", str, "FILE.py:FUNC, a function decorated with jax.custom_vjp or jax.custom_jvp."),
+    _option("shapes", str, "--shapes", 'The dimensions of each argument of FUNC, e.g. "x=N,D g=D" (a number is a '
+            'fixed size, "s=" a scalar). Arguments left out keep their defaults.', inspect.Parameter.empty),
+    _option("dims", Optional[str], "--dims", "Inclusive sweep range of each dimension, e.g. N=2:64,D=1:32. "
+            "[default: 1:16 each]"),
+)
+def verify_rule(rule: str, shapes: str, dims: str | None, debug: bool, flags: dict) -> None:
+    """Check a jax.custom_vjp / jax.custom_jvp rule against autodiff of the function without its rule.
+
+    Checks vjp_<arg> (custom_vjp: the rule's VJP of a random cotangent) or jvp_<arg> (custom_jvp: its
+    JVP along a random tangent) for each argument, and primal (the primal output the rule returns).
+    """
+    with _guard(debug):
+        with _stdout_for_reports():
+            from bncheck.progress import sweep_progress
+            from bncheck.rules import split_spec, verify_rule as run_rule
+            from bncheck.settings import Settings, report_paths
+
+            flags["json"], flags["junit"] = report_paths(flags.get("json"), flags.get("junit"), [split_spec(rule)[0]])
+            quiet = "-" in (flags["json"], flags["junit"]) or not errors.is_terminal
+            with sweep_progress(errors, flags.get("trials") or Settings.trials, quiet) as (on_phase, on_progress):
+                report, settings = run_rule(rule, shapes, dims, on_progress=on_progress, on_phase=on_phase, **flags)
+        status = _finish(report, settings)
+    raise typer.Exit(status)
+
+
 def _forgiving_streams() -> None:
     """A console that cannot encode a character (PYTHONIOENCODING=ascii, a C locale) shows it as ? on
     stdout and as an escape on stderr, as Python's own stderr does, rather than failing the run
@@ -495,7 +465,3 @@ def main() -> None:
         # on this project's 2-core machine, for nothing, as the process is ending. Frozen, they are
         # left to the operating system.
         gc.freeze()
-
-
-# verify-rule is a command of its own module, registered on this app by importing it.
-from bncheck import cli_rule  # noqa: E402,F401

@@ -69,26 +69,24 @@ def centering(steps: int = 40, lr: float = 1.0, seed: int = 0, dims: dict[str, i
     """Runs `steps` gradient steps b ← b − lr ∂R/∂b with the naive and the honest gradient from the
     same start (x₁, t, W, b standard normal, drawn from `seed`)."""
     _check(steps, lr, seed)
-    import jax
-
+    from bncheck.draws import Ctx, Draw
+    from bncheck.engine import Engine, Record, scope
     from bncheck.loader import load_derivation
     from bncheck.models import get_model
-    from bncheck.draws import Ctx
+    from bncheck.settings import resolve
 
-    jax.config.update("jax_enable_x64", True)
     dims = dict(dims or DEFAULT_DIMS)
+    settings = resolve({"model": "centering", "shape": ",".join(f"{k}={v}" for k, v in dims.items()), "trials": 1})
     model = get_model("centering")
     rng = np.random.default_rng(seed)
     start = {name: rng.standard_normal(shape) for name, shape in {**model.inputs(dims), **model.params(dims)}.items()}
-    masks = {name: np.ones(size) for name, size in dims.items()}
-    forward = jax.jit(lambda arrays: model.forward({}, masks, **arrays))
 
-    def run(derivation: str) -> Trajectory:
+    def run(engine: Engine, derivation: str) -> Trajectory:
         grad_b = load_derivation(derivation, model).functions["grad_b"]
         arrays = dict(start)
         norms, drifts, losses, first = [], [], [], None
         for k in range(steps + 1):
-            record = {name: np.asarray(value) for name, value in forward(arrays).items()}
+            record = engine.forward_record(Draw(seed, dims, arrays=arrays), "float64")
             # Overflow is checked below, as a message: numpy's warnings would only precede it.
             with np.errstate(over="ignore", invalid="ignore"):
                 norms.append(float(np.linalg.norm(arrays["b"])))
@@ -104,12 +102,18 @@ def centering(steps: int = 40, lr: float = 1.0, seed: int = 0, dims: dict[str, i
             g = np.asarray(grad_b(Ctx({**arrays, **record, **dims})), dtype=np.float64)
             first = g if first is None else first
             with np.errstate(over="ignore", invalid="ignore"):
-                arrays["b"] = arrays["b"] - lr * g
+                arrays = {**arrays, "b": arrays["b"] - lr * g}
         return Trajectory(derivation, tuple(map(float, first)), tuple(norms), tuple(drifts), tuple(losses))
 
-    autodiff = jax.grad(lambda b: forward({**start, "b": b})["R"])(start["b"])
+    with scope(settings.device):
+        engine = Engine(model, settings)
+        naive, honest = run(engine, "naive"), run(engine, "closed-form")
+        records: dict[int, Record] = {}
+        draw = Draw(seed, dims, arrays=start)
+        engine.references([model.check("grad_b")], [draw], records, 1)
+        autodiff = records[id(draw)].exact["grad_b"]
     return CenteringDemo(
         dims=dims, steps=steps, lr=lr, seed=seed,
-        naive=run("naive"), honest=run("closed-form"),
+        naive=naive, honest=honest,
         autodiff_grad_b=tuple(map(float, np.asarray(autodiff))),
     )

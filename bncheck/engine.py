@@ -21,8 +21,7 @@ import numpy as np
 
 from bncheck.draws import JVP_DIRECTIONS, STREAMS, Draw, array_shapes
 from bncheck.errors import BncheckError
-from bncheck.loader import Check
-from bncheck.models import Model
+from bncheck.models import Check, Model
 
 CHUNK = 32  # draws per compiled call: big enough to amortise dispatch, small enough for memory
 # Below this many entries in the product of a sweep's largest dimensions, references compile quickly
@@ -53,26 +52,15 @@ def device(name: str):
     return devices[0]
 
 
-def _enable_x64():
-    import jax
-
-    try:
-        return jax.enable_x64(True)
-    except (AttributeError, TypeError):  # jax before the config states were context managers
-        from jax.experimental import enable_x64
-
-        return enable_x64()
-
-
 @contextmanager
 def scope(device_name: str = "cpu") -> Iterator[None]:
     """JAX set up for a run (see the module docstring), and as it was again afterwards."""
     import jax
 
-    from bncheck import compile_cache
+    from bncheck import jaxsettings
 
-    compile_cache.enable()
-    with _enable_x64(), jax.default_device(device(device_name)), jax.default_matmul_precision("highest"):
+    jaxsettings.enable()
+    with jaxsettings.float64(), jax.default_device(device(device_name)), jax.default_matmul_precision("highest"):
         yield
 
 

@@ -9,30 +9,18 @@ must be reported, never silently skipped.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib
 import reprlib
-import sys
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
 from bncheck.errors import LoadError, describe
-from bncheck.models import Model
+from bncheck.models import Check, Model
+from bncheck.userfile import import_user_file
 
 PREFIXES = ("grad_", "jac_", "jvp_")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One function to verify: what it claims to compute."""
-
-    name: str
-    kind: str  # "gradient" (grad_), "jacobian" (dense jac_) or "jvp" (the differential form)
-    target: str
-    output: str | None = None  # the differentiated forward field, for jac_ and jvp_
 
 
 @dataclass
@@ -42,21 +30,6 @@ class Derivation:
     functions: dict[str, Callable] = field(default_factory=dict)
     checks: dict[str, Check] = field(default_factory=dict)
     unknown: dict[str, str] = field(default_factory=dict)  # function name -> why it matches nothing
-
-
-def parse_check(name: str, model: Model) -> Check | None:
-    targets = model.targets()
-    if name.startswith("grad_"):
-        target = name.removeprefix("grad_")
-        return Check(name, "gradient", target) if target in targets else None
-    for prefix, kind in (("jac_", "jacobian"), ("jvp_", "jvp")):
-        if name.startswith(prefix):
-            rest = name.removeprefix(prefix)
-            for output in model.outputs:
-                target = rest.removeprefix(output + "_")
-                if rest.startswith(output + "_") and target in targets:
-                    return Check(name, kind, target, output)
-    return None
 
 
 def _known_names(model: Model) -> list[str]:
@@ -81,59 +54,6 @@ def is_path(spec: str) -> bool:
         return Path(spec).is_file()
     except (OSError, ValueError):  # a name too long to be a file, or with a NUL byte: no file
         return False
-
-
-def user_frames(err: BaseException, file: str) -> list[traceback.FrameSummary]:
-    """The frames of err's traceback that lie in the user's file, outermost first."""
-    if not file:
-        return []
-    # Resolved: the module's __file__ can be absolute while the code was compiled under the path given.
-    own = Path(file).resolve()
-    return [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).resolve() == own]
-
-
-def user_frame(err: BaseException, file: str) -> traceback.FrameSummary | None:
-    """The innermost frame of err's traceback that lies in the user's file, if any."""
-    frames = user_frames(err, file)
-    return frames[-1] if frames else None
-
-
-def import_user_file(path: Path, what: str, prefix: str, reuse: bool = False) -> ModuleType:
-    """Runs the user's file `path` as a module named `prefix` plus a digest of its full path, so two
-    files never share a module entry (`reuse`: a file run before is not run again); `what`
-    ("derivation", "model") starts each error. Everything the file can do while it is imported,
-    SystemExit and other BaseExceptions included, is one LoadError; KeyboardInterrupt alone goes on,
-    as the user asked to stop. Call it only with a path the user named as code to run."""
-    try:
-        if not path.is_file():
-            raise LoadError(f"{what}: {path} is not a file" if path.exists() else f"{what}: no such file: {path}")
-        name = f"{prefix}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]}"
-        if reuse and name in sys.modules:
-            return sys.modules[name]
-        source = path.read_bytes()
-    except (OSError, ValueError) as err:  # a name too long, a folder that cannot be listed, a NUL byte
-        raise LoadError(f"{what}: cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
-    try:
-        # Bytes, so that Python applies its own rules: a UTF-8 BOM, a `coding:` cookie. Not inheriting
-        # this module's `from __future__` flags, so that the file runs as Python would run it.
-        code = compile(source, str(path), "exec", dont_inherit=True)
-    except (SyntaxError, ValueError) as err:
-        line = f":{err.lineno}" if getattr(err, "lineno", None) else ""
-        raise LoadError(f"{what}: {path}{line}: syntax error: {getattr(err, 'msg', None) or err}") from None
-    module = ModuleType(name)
-    module.__file__ = str(path)
-    sys.modules[name] = module
-    try:
-        exec(code, module.__dict__)
-    except KeyboardInterrupt:
-        sys.modules.pop(name, None)
-        raise
-    except BaseException as err:
-        sys.modules.pop(name, None)
-        frame = user_frame(err, str(path))
-        where = f"{path}:{frame.lineno}" if frame else str(path)
-        raise LoadError(f"{what}: importing {where} failed: {describe(err)}") from err
-    return module
 
 
 def _import_builtin(model: Model, spec: str) -> ModuleType:
@@ -170,7 +90,7 @@ def load_derivation(spec: str | ModuleType, model: Model) -> Derivation:
     for attr, value in vars(module).items():
         if not attr.startswith(PREFIXES):
             continue
-        check = parse_check(attr, model)
+        check = model.check(attr)
         if not callable(value):
             if check is not None and name not in model.derivations:
                 # `grad_beta = np.zeros(3)` claims a check as surely as a def does: never "missing".

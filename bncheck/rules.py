@@ -25,19 +25,17 @@ reference programs. A nested custom rule inside the primal keeps its own rule: o
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib.util
 import inspect
 import re
 import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable, Mapping
 
 from bncheck.errors import LoadError, SettingsError
-from bncheck.loader import Check, Derivation, user_frame
+from bncheck.loader import Derivation
+from bncheck.models import Check
+from bncheck.userfile import import_user_file, user_frame
 from bncheck.models import Model, concrete
 
 # A dimension `dims` does not name is swept over this inclusive range.
@@ -160,35 +158,10 @@ def split_spec(spec: str) -> tuple[Path, str]:
     return Path(path), attr
 
 
-def _import(path: Path) -> ModuleType:
-    """The user's file imported as it is, as a derivation file is (bncheck.loader)."""
-    if not path.is_file():
-        raise LoadError(f"rule: no such file: {path}")
-    # A name unique to the file's full path, so that two files never share a module entry.
-    name = f"bncheck_rule_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]}"
-    try:
-        code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
-    except SyntaxError as err:
-        raise LoadError(f"rule: {path}:{err.lineno}: syntax error: {err.msg}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise LoadError(f"rule: cannot read {path}: {err}") from None
-    module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, path))
-    # In sys.modules while it runs: a dataclass or a pickle in the file looks its module up there.
-    sys.modules[name] = module
-    try:
-        exec(code, module.__dict__)
-    except Exception as err:
-        del sys.modules[name]
-        frame = user_frame(err, str(path))
-        where = f"{path}:{frame.lineno}" if frame else str(path)
-        raise LoadError(f"rule: importing {where} failed: {type(err).__name__}: {err}") from None
-    return module
-
-
 def _load(spec: str) -> tuple[Any, str]:
     """The object FILE.py:FUNC names (FUNC may be dotted, e.g. layers.softplus), and the file."""
     path, attr = split_spec(spec)
-    found: Any = _import(path)
+    found: Any = import_user_file(path, "rule", "bncheck_rule")
     for part in attr.split("."):
         if not hasattr(found, part):
             raise LoadError(f"rule: {path} defines no {attr}")

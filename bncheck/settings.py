@@ -13,55 +13,17 @@ import os
 import re
 import reprlib
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field, make_dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bncheck.compare import TOLERANCES
 from bncheck.errors import SettingsError, describe
-from bncheck.models import ACTIVATIONS, OPTION_DEFAULTS, Model, get_model, is_model_path
+from bncheck.models import Model, get_model, is_model_path
+from bncheck.options import BY_NAME, MAX_MB, MAX_SIZE, MODEL_OPTIONS, OPTIONS, Option
 
-DTYPES = ("float64", "float32")
-DEVICES = ("cpu", "gpu")
-# autodiff: jax.grad / jax.jacfwd / jax.jvp alone; fd: central differences as well, on a few draws.
-REFERENCES = ("autodiff", "fd")
-LAYOUTS = ("fc", "conv")
-LOSSES = ("mse", "xent")
-
-
-@dataclass(frozen=True)
-class Settings:
-    model: str = "bn-mlp"
-    activation: str = OPTION_DEFAULTS["activation"]
-    ddof: int = OPTION_DEFAULTS["ddof"]
-    eps: float = OPTION_DEFAULTS["eps"]
-    outputs: int | None = None
-    # Options of other built-in models (see `bncheck models`); each model reads only its own.
-    layout: str = OPTION_DEFAULTS["layout"]
-    layers: int = OPTION_DEFAULTS["layers"]
-    loss: str = OPTION_DEFAULTS["loss"]
-    stride: int = OPTION_DEFAULTS["stride"]
-    padding: int = OPTION_DEFAULTS["padding"]
-    trials: int = 200
-    seed: int = 0
-    # One fixed shape for every draw; None draws a shape per trial from `sweep`.
-    shape: Mapping[str, int] | None = None
-    # Inclusive [min, max] per named dimension of the model.
-    sweep: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-    dtype: str = "float64"
-    device: str = "cpu"
-    rtol: float = TOLERANCES["float64"].rtol
-    atol: float = TOLERANCES["float64"].atol
-    require: tuple[str, ...] = ()
-    max_jacobian_mb: float = 256.0
-    # What a run may hold at once: draws stream through the references in chunks sized to it, and a
-    # shape or file that would not fit is refused before anything is allocated.
-    max_memory_mb: float = 4096.0
-    # Seconds one call of a derivation function may take before its check fails (0: no limit).
-    timeout: float = 60.0
-    reference: str = "autodiff"
-    json: str | None = None
-    junit: str | None = None
+class _Methods:
+    """What a Settings (built from the option table below) can say of itself."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -76,9 +38,9 @@ class Settings:
 
     def option_args(self, model: Model) -> list[str]:
         """The flags that reproduce this run's model settings, for replay commands."""
-        args = [] if self.model == "bn-mlp" else ["--model", self.model]
+        args = [] if self.model == BY_NAME["model"].default else ["--model", self.model]
         for name in model.options:
-            args += [f"--{name}", str(getattr(self, name))]
+            args += [BY_NAME[name].flag, str(getattr(self, name))]
         args += ["--dtype", self.dtype]
         if self.dtype != "float64" or self.rtol != TOLERANCES[self.dtype].rtol:
             args += ["--rtol", repr(self.rtol)]
@@ -87,42 +49,26 @@ class Settings:
         return args
 
 
-# The largest size of a dimension: the largest axis an int32 index reaches.
-MAX_SIZE = 2**31 - 1
-# A billion draws would take weeks; a larger number is a slip of the keyboard.
-MAX_TRIALS = 10**9
-# A memory budget past a petabyte is no budget, and overflows a float once counted in bytes.
-MAX_MB = 2**30
+def _field(option: Option) -> tuple[str, Any, Any]:
+    if option.name == "shape":  # parsed: one fixed shape for every draw, None draws one per trial
+        return "shape", Mapping[str, int] | None, field(default=None)
+    if option.name == "require":
+        return "require", tuple[str, ...], field(default=())
+    return option.name, option.kind if option.default is not None else option.kind | None, field(default=option.default)
+
+
+# Every option of the table, and the sweep's inclusive [min, max] per named dimension of the model.
+Settings = make_dataclass(
+    "Settings",
+    [*map(_field, OPTIONS), ("sweep", Mapping[str, tuple[int, int]], field(default_factory=dict))],
+    bases=(_Methods,),
+    frozen=True,
+)
+Settings.__module__ = __name__
+Settings.__doc__ = "The resolved settings of a run: one field per option of bncheck.options, and the sweep."
+
 # A config holds a few settings; a file past this size is something else.
 CONFIG_BYTES = 2**20
-
-# The keys a config file may hold at its top level, and what each must be.
-_TYPES: dict[str, type] = {
-    "model": str,
-    "activation": str,
-    "ddof": int,
-    "eps": float,
-    "outputs": int,
-    "layout": str,
-    "layers": int,
-    "loss": str,
-    "stride": int,
-    "padding": int,
-    "trials": int,
-    "seed": int,
-    "shape": str,
-    "dtype": str,
-    "device": str,
-    "rtol": float,
-    "atol": float,
-    "require": str,
-    "max_jacobian_mb": float,
-    "max_memory_mb": float,
-    "timeout": float,
-    "json": str,
-    "junit": str,
-    "reference": str,
-}
 
 
 def parse_shape(text: str) -> dict[str, int]:
@@ -143,8 +89,8 @@ def parse_shape(text: str) -> dict[str, int]:
     return shape
 
 
-def _typed(source: str, key: str, value: Any) -> Any:
-    want = _TYPES[key]
+def typed(source: str, key: str, value: Any) -> Any:
+    want = BY_NAME[key].kind
     if key == "shape" and isinstance(value, dict):
         return ",".join(f"{k}={v}" for k, v in value.items())
     if key == "require" and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
@@ -164,11 +110,11 @@ def _typed(source: str, key: str, value: Any) -> Any:
 
 def _flag(key: str, value: Any) -> Any:
     """A setting given as a flag or a keyword (`verify(trials=50)`), type-checked as a config's are."""
-    if key not in _TYPES:
-        raise SettingsError(f"{key}: unknown setting; the settings are {', '.join(_TYPES)}")
+    if key not in BY_NAME:
+        raise SettingsError(f"{key}: unknown setting; the settings are {', '.join(BY_NAME)}")
     if key in ("model", "json", "junit") and isinstance(value, os.PathLike):
         value = os.fspath(value)
-    return _typed("settings", key, value)
+    return typed("settings", key, value)
 
 
 def _read_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -195,9 +141,9 @@ def _read_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise SettingsError(f"{source}: [sweep] must be a table")
     top: dict[str, Any] = {}
     for key, value in data.items():
-        if key not in _TYPES:
-            raise SettingsError(f"{source}: unknown key {reprlib.repr(key)}; known keys: {', '.join(_TYPES)}, [sweep]")
-        top[key] = _typed(source, key, value)
+        if key not in BY_NAME:
+            raise SettingsError(f"{source}: unknown key {reprlib.repr(key)}; known keys: {', '.join(BY_NAME)}, [sweep]")
+        top[key] = typed(source, key, value)
     if is_model_path(top.get("model", "")):
         # Nothing read from a config, case or values file is ever imported or run.
         raise SettingsError(
@@ -209,7 +155,7 @@ def _read_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         if key in ("trials", "seed"):
             if key in top:
                 raise SettingsError(f"{source}: {key} is set both at the top level and in [sweep]")
-            top[key] = _typed(source, key, value)
+            top[key] = typed(source, key, value)
         else:
             ranges[key] = value
     return top, ranges
@@ -243,7 +189,7 @@ def resolve(flags: Mapping[str, Any], config: str | Path | None = None) -> Setti
     # Before a model file is imported: its code may change the working folder.
     values["json"], values["junit"] = report_paths(values.get("json"), values.get("junit"), (config, values.get("model")))
 
-    model = get_model(values.get("model", Settings.model), {**OPTION_DEFAULTS, **values})
+    model = get_model(values.get("model", Settings.model), {**MODEL_OPTIONS, **values})
     _check_options_apply(values, model)
     unknown = set(ranges) - set(model.dims)
     if unknown:
@@ -359,7 +305,7 @@ def _overwrites(target: Path, source: Path) -> bool:
 def _check_options_apply(values: Mapping[str, Any], model: Model) -> None:
     """An option set away from its default for a model that never reads it is a mistake to report:
     `--layout conv` on bn-mlp would otherwise be silently ignored."""
-    for name in OPTION_DEFAULTS:
+    for name in MODEL_OPTIONS:
         if name in values and name not in model.options and values[name] != getattr(Settings, name):
             reads = f"it reads {', '.join(model.options)}" if model.options else "it has no options"
             raise SettingsError(f"{name}: model {model.name} has no option {name} ({reads})")
@@ -374,41 +320,26 @@ def _corners(sweep: Mapping[str, tuple[int, int]]) -> list[dict[str, int]]:
     return [dict(zip(sweep, corner)) for corner in itertools.product(*sweep.values())]
 
 
-def megabytes(name: str, value: float) -> float:
-    """A memory budget (max_memory_mb, max_jacobian_mb), checked; case files are measured against
-    max_memory_mb before they are read, so before the settings are."""
-    if not 0 < value <= MAX_MB:
-        raise SettingsError(f"{name}: must be a number > 0 and at most {MAX_MB}, got {value}")
+def checked(name: str, value: Any) -> Any:
+    """A setting's value within its domain (bncheck.options), else a SettingsError naming the bound:
+    for what is checked before the settings are resolved (a case's memory budget, say)."""
+    problem = BY_NAME[name].problem(value)
+    if problem:
+        raise SettingsError(f"{name}: {problem}")
     return value
 
 
 def _check_domains(values: Mapping[str, Any]) -> None:
-    """Each setting within its own domain, before anything is built from it."""
-    def get(name: str) -> Any:
-        return values.get(name, getattr(Settings, name))
-
-    for name, allowed in (("activation", ACTIVATIONS), ("layout", LAYOUTS), ("loss", LOSSES), ("dtype", DTYPES),
-                          ("reference", REFERENCES), ("device", DEVICES)):
-        if get(name) not in allowed:
-            raise SettingsError(f"{name}: unknown {name} {reprlib.repr(get(name))}; choose one of {', '.join(allowed)}")
-    if get("ddof") not in (0, 1):
-        raise SettingsError(f"ddof: must be 0 or 1, got {reprlib.repr(get('ddof'))}")
-    # Each layer is a dimension and two parameters, all traced and compiled: past 100 a run is
-    # nothing but compiling.
-    for name, least, most in (("layers", 1, 100), ("stride", 1, MAX_SIZE), ("padding", 0, MAX_SIZE),
-                              ("trials", 1, MAX_TRIALS), ("seed", 0, 2**63 - 1), ("outputs", 1, MAX_SIZE)):
-        value = get(name)
-        if value is not None and not least <= value <= most:
-            raise SettingsError(f"{name}: must be between {least} and {most}, got {reprlib.repr(value)}")
-    if get("seed") + get("trials") >= 2**63:
+    """Each setting within its own domain (bncheck.options), before anything is built from it: conv
+    divides by its stride."""
+    for name, value in values.items():
+        problem = BY_NAME[name].problem(value) if value is not None else None
+        if problem:
+            raise SettingsError(f"{name}: {problem}")
+    seed, trials = values.get("seed", Settings.seed), values.get("trials", Settings.trials)
+    if seed + trials >= 2**63:
         # Draw t has seed + t, an unsigned 64-bit seed of NumPy's generator in every replay.
-        raise SettingsError(f"seed: seed + trials must stay below 2**63, got seed {get('seed')} and trials {get('trials')}")
-    for name in ("eps", "rtol", "atol", "timeout"):
-        value = values.get(name, 0.0)
-        if not math.isfinite(value) or value < 0:
-            raise SettingsError(f"{name}: must be a finite number >= 0, got {value}")
-    for name in ("max_jacobian_mb", "max_memory_mb"):
-        megabytes(name, get(name))
+        raise SettingsError(f"seed: seed + trials must stay below 2**63, got seed {seed} and trials {trials}")
 
 
 def _validate(s: Settings, model: Model) -> None:

@@ -21,7 +21,8 @@ from bncheck.check import PRODUCTS, Checker, Tally, Verdict
 from bncheck.compare import TOLERANCES, Comparison
 from bncheck.draws import MAX_ATTEMPTS, Draw, plan, sample, sample_probes
 from bncheck.engine import PRODUCTS_SHARE, Engine, Record
-from bncheck.loader import Check, Derivation
+from bncheck.loader import Derivation
+from bncheck.models import Check
 
 Progress = Callable[[int, int], None]
 Phase = Callable[[str], None]

@@ -1,4 +1,5 @@
-"""The boundary around a user's code: what it may not do to the process that checks it.
+"""The boundary around a user's code: importing a user's file, finding the user's own lines in a
+traceback, and what the code may not do to the process that checks it.
 
 A derivation runs inside bncheck's own process, beside the references and comparisons that judge it.
 `guarded()` is entered before a user's file is imported and left when the report is built; while it
@@ -18,14 +19,71 @@ holds:
 from __future__ import annotations
 
 import builtins
+import hashlib
 import math
 import os
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
 
-from bncheck.errors import BncheckError
+from bncheck.errors import BncheckError, LoadError, describe
+
+
+def user_frames(err: BaseException, file: str) -> list[traceback.FrameSummary]:
+    """The frames of err's traceback that lie in the user's file, outermost first."""
+    if not file:
+        return []
+    # Resolved: the module's __file__ can be absolute while the code was compiled under the path given.
+    own = Path(file).resolve()
+    return [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).resolve() == own]
+
+
+def user_frame(err: BaseException, file: str) -> traceback.FrameSummary | None:
+    """The innermost frame of err's traceback that lies in the user's file, if any."""
+    frames = user_frames(err, file)
+    return frames[-1] if frames else None
+
+
+def import_user_file(path: Path, what: str, prefix: str, reuse: bool = False) -> ModuleType:
+    """Runs the user's file `path` as a module named `prefix` plus a digest of its full path, so two
+    files never share a module entry (`reuse`: a file run before is not run again); `what`
+    ("derivation", "model") starts each error. Everything the file can do while it is imported,
+    SystemExit and other BaseExceptions included, is one LoadError; KeyboardInterrupt alone goes on,
+    as the user asked to stop. Call it only with a path the user named as code to run."""
+    try:
+        if not path.is_file():
+            raise LoadError(f"{what}: {path} is not a file" if path.exists() else f"{what}: no such file: {path}")
+        name = f"{prefix}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]}"
+        if reuse and name in sys.modules:
+            return sys.modules[name]
+        source = path.read_bytes()
+    except (OSError, ValueError) as err:  # a name too long, a folder that cannot be listed, a NUL byte
+        raise LoadError(f"{what}: cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
+    try:
+        # Bytes, so that Python applies its own rules: a UTF-8 BOM, a `coding:` cookie. Not inheriting
+        # this module's `from __future__` flags, so that the file runs as Python would run it.
+        code = compile(source, str(path), "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as err:
+        line = f":{err.lineno}" if getattr(err, "lineno", None) else ""
+        raise LoadError(f"{what}: {path}{line}: syntax error: {getattr(err, 'msg', None) or err}") from None
+    module = ModuleType(name)
+    module.__file__ = str(path)
+    sys.modules[name] = module
+    try:
+        exec(code, module.__dict__)
+    except KeyboardInterrupt:
+        sys.modules.pop(name, None)
+        raise
+    except BaseException as err:
+        sys.modules.pop(name, None)
+        frame = user_frame(err, str(path))
+        where = f"{path}:{frame.lineno}" if frame else str(path)
+        raise LoadError(f"{what}: importing {where} failed: {describe(err)}") from err
+    return module
 
 
 # While guarded() holds: the modules bncheck imports by name (sys.modules entries a user's code could
@@ -57,11 +115,9 @@ def _watched() -> list:
     import jax.numpy
     import numpy
 
-    from bncheck.draws import Ctx
-
     modules = [numpy, numpy.linalg, jax, jax.numpy, jax.lax, jax.random, jax.tree_util, builtins, math, os]
-    modules += [m for name, m in list(sys.modules.items()) if name == "bncheck" or name.startswith("bncheck.")]
-    return [*modules, Ctx]
+    # The ctx class is kept per call (check.call); its module's other functions are watched here.
+    return modules + [m for name, m in list(sys.modules.items()) if name == "bncheck" or name.startswith("bncheck.")]
 
 
 def _snapshot(watched: list) -> list[tuple[object, dict[str, object]]]:

@@ -10,7 +10,8 @@ import importlib.util
 import jax
 import numpy as np
 
-from bncheck.models import OPTION_DEFAULTS, get_model
+from bncheck.models import get_model
+from bncheck.options import MODEL_OPTIONS
 from bncheck.draws import Ctx
 
 
@@ -51,7 +52,7 @@ def assert_variants_reproduce(path, model_name: str) -> None:
     gradient on a draw: what lets a diagnosis name the slip, whichever engine does the naming."""
     module = load_module(path)
     model = get_model(model_name, module.SETTINGS)
-    cfg = {name: module.SETTINGS.get(name, OPTION_DEFAULTS[name]) for name in model.options}
+    cfg = {name: module.SETTINGS.get(name, MODEL_OPTIONS[name]) for name in model.options}
     dims = {name: max(lo, min(hi, 4 + i)) for i, (name, (lo, hi)) in enumerate(model.dims.items())}
     rng = np.random.default_rng(0)
     arrays = {n: rng.standard_normal(s) for n, s in {**model.inputs(dims), **model.params(dims)}.items()}

@@ -8,7 +8,7 @@ import jax
 import pytest
 from conftest import DERIVATIONS, REPO, failed, statuses
 
-from bncheck.models import ACTIVATIONS
+from bncheck.options import ACTIVATIONS
 
 FILES = sorted(DERIVATIONS.glob("*.py"))
 

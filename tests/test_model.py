@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from bncheck.models import ACTIVATIONS, get_model
+from bncheck.models import get_model
+from bncheck.options import ACTIVATIONS
 
 MODEL = get_model("bn-mlp")
 

@@ -33,7 +33,8 @@ from bncheck.compare import NotAnArray, noise_floor
 
 from bncheck.draws import Draw, plan
 from bncheck.engine import Engine, Record, cut, group, vec_jacobian
-from bncheck.loader import Check, Derivation
+from bncheck.loader import Derivation
+from bncheck.models import Check
 from bncheck.sweep import SweepResult, prepare
 
 FD_DRAWS = 4

@@ -28,7 +28,8 @@ from bncheck.check import Checker, Tally
 from bncheck.assess.diagnose import diagnose
 from bncheck.draws import Draw
 from bncheck.engine import Engine, Record
-from bncheck.loader import Check, Derivation
+from bncheck.loader import Derivation
+from bncheck.models import Check
 from bncheck.models import Model
 from bncheck.sweep import SweepResult, prepare
 

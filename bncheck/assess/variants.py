@@ -12,7 +12,7 @@ import numpy as np
 
 from bncheck.draws import Draw
 from bncheck.engine import Engine
-from bncheck.loader import Check
+from bncheck.models import Check
 
 
 class Rerun:

@@ -42,11 +42,23 @@ from types import ModuleType
 from typing import Any, Callable, Mapping
 
 from bncheck.errors import LoadError, SettingsError, as_exception, describe
+from bncheck.jaxsettings import float64
+from bncheck.options import MODEL_OPTIONS
+from bncheck.userfile import import_user_file, user_frame
 
 Shape = tuple[int, ...]
 Dims = Mapping[str, int]
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "identity")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One function to verify: what it claims to compute."""
+
+    name: str
+    kind: str  # "gradient" (grad_), "jacobian" (dense jac_) or "jvp" (the differential form)
+    target: str
+    output: str | None = None  # the differentiated forward field, for jac_ and jvp_
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,23 @@ class Model:
     def _names(self, which: Callable[[Dims], dict[str, Shape]]) -> tuple[str, ...]:
         return tuple(which({name: lo for name, (lo, _) in self.dims.items()}))
 
+    def check(self, name: str) -> Check | None:
+        """The check a function named `name` claims: grad_<target>, jac_<output>_<target> or
+        jvp_<output>_<target> for a target (input or parameter) and output (forward field) of this
+        model; None when it names none."""
+        targets = self.targets()
+        if name.startswith("grad_"):
+            target = name.removeprefix("grad_")
+            return Check(name, "gradient", target) if target in targets else None
+        for prefix, kind in (("jac_", "jacobian"), ("jvp_", "jvp")):
+            if name.startswith(prefix):
+                rest = name.removeprefix(prefix)
+                for output in self.outputs:
+                    target = rest.removeprefix(output + "_")
+                    if rest.startswith(output + "_") and target in targets:
+                        return Check(name, kind, target, output)
+        return None
+
     def targets(self) -> tuple[str, ...]:
         """Every array a `grad_` function may be written for: the inputs, then the parameters."""
         return self._names(self.inputs) + self._names(self.params)
@@ -134,10 +163,10 @@ _BUILTIN = {
     "kron": "bncheck.models.kron",
 }
 
-# Settings a built-in model may read, with the defaults a model that does not read them keeps.
-OPTION_DEFAULTS: dict[str, Any] = {
-    "activation": "relu", "ddof": 0, "eps": 1e-5, "layout": "fc", "layers": 2, "loss": "mse", "stride": 1, "padding": 0,
-}
+
+
+# Model files loaded, by module, path given and the options they read (see get_model).
+_LOADED: dict[tuple, Model] = {}
 
 
 def model_names() -> tuple[str, ...]:
@@ -154,10 +183,13 @@ def get_model(spec: str, options: Mapping[str, Any] | None = None) -> Model:
     A path is imported: call this only with a path the user gave as a model file (`--model`,
     `verify(model=...)`), never with one read from a config, case or values file."""
     if is_model_path(spec):
-        from bncheck.loader import import_user_file
-
         module = import_user_file(Path(spec), "model", "bncheck_model", reuse=True)
-        return from_module(module, name=spec, options=options, file=spec)
+        # Loaded once per file and options: the settings and the run ask for the same model, and
+        # loading traces the file's forward.
+        key = (module.__name__, spec, repr(sorted((k, v) for k, v in (options or {}).items() if k in MODEL_OPTIONS)))
+        if key not in _LOADED:
+            _LOADED[key] = from_module(module, name=spec, options=options, file=spec)
+        return _LOADED[key]
     if spec not in _BUILTIN:
         raise SettingsError(
             f"model: unknown model {reprlib.repr(spec)}; choose one of {', '.join(_BUILTIN)}, or give a model file PATH.py"
@@ -230,8 +262,6 @@ _HOOKS = (
 def _guarded(fn: Callable, hook: str, where: str, file: str, returns: Callable[[Any], str | None] | None) -> Callable:
     """A model file's hook that, whatever it raises (SystemExit included) or whatever wrong thing it
     returns, fails with one LoadError naming the file and the hook, wherever bncheck calls it."""
-    from bncheck.loader import user_frame
-
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             value = fn(*args, **kwargs)
@@ -316,8 +346,8 @@ def from_module(
         return fn if file is None else _guarded(fn, call, where, file, returns)
 
     own = tuple(_attribute(module, "OPTIONS", (), where, lambda v: _names(v) or (
-        None if set(v) <= set(OPTION_DEFAULTS) else f"settings bncheck has ({', '.join(OPTION_DEFAULTS)})")))
-    cfg = {key: (options or {}).get(key, OPTION_DEFAULTS.get(key)) for key in own}
+        None if set(v) <= set(MODEL_OPTIONS) else f"settings bncheck has ({', '.join(MODEL_OPTIONS)})")))
+    cfg = {key: (options or {}).get(key, MODEL_OPTIONS.get(key)) for key in own}
     dims = guard(module.DIMS, "DIMS(options)")(cfg) if callable(module.DIMS) else module.DIMS
     _check_dims_table(dims, where)
     dims = {d: tuple(bounds) for d, bounds in dims.items()}
@@ -388,9 +418,7 @@ def from_module(
 
 def _check_claims(model: Model, cfg: dict[str, Any], where: str) -> None:
     """What a model file names must exist: the checks it lists, the field its kinks are read from."""
-    from bncheck.loader import parse_check
-
-    unknown = [c for c in model.checks if parse_check(c, model) is None]
+    unknown = [c for c in model.checks if model.check(c) is None]
     if unknown:
         raise LoadError(f"model: {where}: CHECKS names {', '.join(unknown)}, no function this model can check")
     kink = model.kink_field(cfg)
@@ -433,7 +461,14 @@ def _check_dims_table(dims: Any, where: str) -> None:
         )
 
 
-def _traced(
+def _traced(*args: Any) -> dict[str, str]:
+    """_trace in float64, restored afterwards: a model's arrays are float64, and a caller's own JAX
+    code keeps its settings."""
+    with float64():
+        return _trace(*args)
+
+
+def _trace(
     forward: Callable, dims: Mapping[str, tuple[int, int]], inputs: dict[str, Shape], params: dict[str, Shape],
     described: Mapping[str, str], where: str, file: str,
 ) -> dict[str, str]:
@@ -442,9 +477,6 @@ def _traced(
     import jax
     import numpy as np
 
-    from bncheck.loader import user_frame
-
-    jax.config.update("jax_enable_x64", True)
     arrays = {n: jax.ShapeDtypeStruct(s, np.float64) for n, s in {**inputs, **params}.items()}
     masks = {d: jax.ShapeDtypeStruct((lo,), np.float64) for d, (lo, _) in dims.items()}
 

@@ -13,8 +13,8 @@ from bncheck.assess import Assessment
 from bncheck.check import REFERENCE_NAMES, Tally
 from bncheck.compare import error_map
 from bncheck.draws import Draw
-from bncheck.loader import Check, Derivation, parse_check
-from bncheck.models import Model
+from bncheck.loader import Derivation
+from bncheck.models import Check, Model
 from bncheck.report.text import printable
 from bncheck.settings import Settings
 from bncheck.sweep import SweepResult
@@ -180,7 +180,7 @@ def build_report(model: Model, settings: Settings, derivation: Derivation, sweep
     for name in model.checks:
         if name not in results:
             results[name] = CheckResult(
-                name=name, target=parse_check(name, model).target,
+                name=name, target=model.check(name).target,
                 kind="gradient" if name.startswith("grad_") else "jacobian",
                 reference=None, status="missing", passed=name not in required, trials=0,
                 message="required but not defined" if name in required else "not defined",

@@ -1,4 +1,8 @@
-"""JAX's persistent compilation cache for bncheck's references, so a repeated run (CI, a second look at
+"""The JAX settings bncheck needs, set for as long as it needs them: float64 (float64, a context
+restored on exit, so that a caller's own JAX code keeps its settings) and the persistent compilation
+cache.
+
+The persistent compilation cache keeps bncheck's references, so a repeated run (CI, a second look at
 a failure) loads its XLA programs from disk instead of compiling them again.
 
 `BNCHECK_COMPILE_CACHE` picks the folder; `off` (or `0`, `no`, `false`) turns the cache off. The
@@ -11,6 +15,7 @@ configured is left as it is.
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 ENV = "BNCHECK_COMPILE_CACHE"
@@ -46,3 +51,15 @@ def enable() -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return folder
+
+
+def float64() -> AbstractContextManager:
+    """jax_enable_x64 on, for the length of a `with` block."""
+    import jax
+
+    try:
+        return jax.enable_x64(True)
+    except (AttributeError, TypeError):  # jax before the config states were context managers
+        from jax.experimental import enable_x64
+
+        return enable_x64()
