@@ -180,6 +180,23 @@ def _lose_stdout() -> None:
         pass
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from bncheck import __version__
+
+        typer.echo(f"bncheck {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _top(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print bncheck's version and exit.")
+    ] = False,
+) -> None:
+    pass
+
+
 @command(
     app, "verify", OPTION_NAMES,
     _argument("derivation", Optional[str], "A derivation .py file, or a built-in of the model (bn-mlp: closed-form "
