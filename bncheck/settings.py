@@ -276,8 +276,9 @@ def _report_path(name: str, path: str, inputs: Iterable[str | os.PathLike | None
         for given in filter(None, inputs):
             if _overwrites(target, Path(given)):
                 raise SettingsError(f"{name}: {path} is {given}, a file being checked; a report would overwrite it")
-        if target.exists() and not target.is_file():
-            raise SettingsError(f"{name}: {path} is not a regular file (a pipe or a device); give a file")
+        if target.is_fifo() or target.is_socket():
+            # Opening a pipe for writing waits for a reader, forever; a device (/dev/null) is fine.
+            raise SettingsError(f"{name}: {path} is a pipe or a socket; give a file")
         # Tried, not inferred from permission bits, which say yes to root on a read-only or virtual
         # file system (/proc): the file is opened for appending, and removed again if it was new.
         existed = target.exists()

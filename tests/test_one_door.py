@@ -85,16 +85,18 @@ def test_no_module_of_the_report_imports_jax_or_the_engine():
     assert out.strip() == "[]"
 
 
-def test_a_model_file_is_traced_once_per_run(monkeypatch):
+def test_a_model_file_is_traced_once_per_run(monkeypatch, tmp_path):
+    import shutil
+
     import bncheck.models as models
     from bncheck import verify
 
     calls = []
-    trace = models._trace
-    monkeypatch.setattr(models, "_trace", lambda *args: calls.append(1) or trace(*args))
-    monkeypatch.setattr(models, "_LOADED", {})
-    report = verify(str(REPO / "examples/layernorm/correct.py"), model=str(REPO / "examples/layernorm/model.py"),
-                    trials=2, config=None)
+    trace = models.trace_forward
+    monkeypatch.setattr(models, "trace_forward", lambda *args: calls.append(1) or trace(*args))
+    model = tmp_path / "model.py"  # a file no earlier run loaded
+    shutil.copy(REPO / "examples/layernorm/model.py", model)
+    report = verify(str(REPO / "examples/layernorm/correct.py"), model=str(model), trials=2, config=None)
     assert report.passed and len(calls) == 1
 
 

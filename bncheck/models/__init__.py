@@ -375,7 +375,7 @@ def from_module(
     if _descriptions(outputs):
         raise LoadError(f"model: {where}: OUTPUTS must be {_descriptions(outputs)}, got {_shown(outputs)}")
     if file is not None:
-        outputs = _traced(forward, dims, inputs, params, outputs, where, file)
+        outputs = trace_forward(forward, dims, inputs, params, outputs, where, file)
     _check_names(where, dims, own, inputs, params, outputs)
 
     hooks = {}
@@ -461,7 +461,7 @@ def _check_dims_table(dims: Any, where: str) -> None:
         )
 
 
-def _traced(*args: Any) -> dict[str, str]:
+def trace_forward(*args: Any) -> dict[str, str]:
     """_trace in float64, restored afterwards: a model's arrays are float64, and a caller's own JAX
     code keeps its settings."""
     with float64():

@@ -31,7 +31,8 @@ def params(d):
     return {"G1": (d["p1"], d["p2"]), "G2": (d["p2"], d["k"]), "gamma": (d["p2"],), "beta": (d["p2"],)}
 
 
-def _act(name: str, B):
+def activate(name: str, B):
+    """act(B) and act'(B) for an activation by name (relu'(0) = 0), shared with the mlp model."""
     import jax
     import jax.numpy as jnp
 
@@ -75,7 +76,7 @@ def forward(X, y, G1, G2, gamma, beta, *, options, masks):
         Hc = H - mu[None, :]
     Hhat = Hc / sigma[None, :]
     B = gamma[None, :] * Hhat + beta[None, :]
-    A, dA = _act(options["activation"], B)
+    A, dA = activate(options["activation"], B)
     yhat = A @ G2
     resid = y - yhat
     R = (rows * resid**2).sum() / n

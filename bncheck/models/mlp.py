@@ -59,7 +59,7 @@ def sample(rng, d):
 def forward(X, Y, *, options, masks, **weights):
     import jax.numpy as jnp
 
-    from bncheck.models.bn_mlp import _act
+    from bncheck.models.bn_mlp import activate
 
     L = options["layers"]
     cols = masks["M"][None, :]
@@ -72,7 +72,7 @@ def forward(X, Y, *, options, masks, **weights):
         out[f"z{l + 1}"] = z
         if l == L:
             break
-        a, da = _act(options["activation"], z)
+        a, da = activate(options["activation"], z)
         out[f"a{l + 1}"], out[f"da{l + 1}"] = a, da
         real = masks[f"n{l + 1}"][:, None] * cols
         size = jnp.abs(z)
