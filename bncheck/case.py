@@ -208,6 +208,16 @@ def _format_of(path: Path, what: str) -> str:
     raise CaseError(f"{what}: cannot tell the layout of {path}: give a .json or .npz file or a folder of .csv files")
 
 
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose names are all different: with one name given twice, which value is meant?
+    (json keeps the last silently: a wrong value written first would be checked by the right one.)"""
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        twice = next(name for i, (name, _) in enumerate(pairs) if name in dict(pairs[:i]))
+        raise ValueError(f"the name {twice!r} is given twice")
+    return out
+
+
 def _read_bytes(path: Path, budget: _Budget, cap: int | None = None) -> bytes:
     """The file's bytes, weighed before they are read (and then what parsing them holds)."""
     if not path.is_file():  # a FIFO or a device would be read for ever
@@ -311,7 +321,7 @@ def _open(path: Path, budget: _Budget) -> tuple[dict | None, dict[str, _Entry], 
     fmt = _format_of(path, what)
     with _reading(path, what):
         if fmt == "json":
-            doc = json.loads(_read_bytes(path, budget))
+            doc = json.loads(_read_bytes(path, budget), object_pairs_hook=_unique)
             if not isinstance(doc, dict) or not isinstance(doc.get("arrays"), dict):
                 raise CaseError(f'{what}: {path} holds no "arrays" object; expected {{"arrays": {{NAME: [...], ...}}, ...}}')
             header = {k: v for k, v in doc.items() if k not in ("arrays", FORWARD)}

@@ -34,7 +34,7 @@ from bncheck.engine import Record, vec_rows
 from bncheck.errors import BncheckError
 from bncheck.loader import Derivation
 from bncheck.models import Check
-from bncheck.userfile import put_back, user_frames
+from bncheck.userfile import put_back, shown_path, user_frames
 
 # The reference each kind of check is compared with, by name; a dense Jacobian over a share of the
 # budget is compared by its products instead.
@@ -99,7 +99,7 @@ def user_traceback(err: BaseException, file: str) -> list[str]:
         frames = user_frames(err, file) or traceback.extract_tb(err.__traceback__)[-1:]
     except Exception:  # a traceback whose frames cannot be read says nothing more
         return []
-    return [shown(f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}", 300) for frame in frames]
+    return [shown(f"{shown_path(frame.filename)}:{frame.lineno}: {(frame.line or '').strip()}", 300) for frame in frames]
 
 
 @dataclass

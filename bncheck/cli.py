@@ -475,7 +475,11 @@ def main() -> None:
             raise
         from bncheck.report.text import exception_text, one_line
 
-        sys.stderr.write(f"bncheck: error: {one_line(exception_text(err))}\n")
+        try:
+            sys.stderr.write(f"bncheck: error: {one_line(exception_text(err))}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):  # stderr itself is gone (a full disk): the status still says it
+            pass
         raise SystemExit(2) from None
     finally:
         # Interpreter shutdown collects every object a sweep leaves behind, most of them JAX's: 0.2 s

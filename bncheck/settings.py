@@ -120,6 +120,8 @@ def _flag(key: str, value: Any) -> Any:
 def _read_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Returns (top-level settings, sweep ranges) from a TOML file, type-checked."""
     try:
+        if path.is_fifo():  # read for ever, waiting for a writer
+            raise SettingsError(f"config: {path} is a pipe, not a file")
         with path.open("rb") as fh:
             raw = fh.read(CONFIG_BYTES + 1)  # bounded: /dev/zero is a file name too
         text = raw.decode("utf-8")
@@ -286,8 +288,8 @@ def _report_path(name: str, path: str, inputs: Iterable[str | os.PathLike | None
             pass
         if not existed:
             target.unlink()
-    except OSError as err:  # a name too long, a loop of links: the report could not be written either
-        raise SettingsError(f"{name}: cannot write {path}: {err.strerror or err}") from None
+    except (OSError, RuntimeError) as err:  # a name too long, a loop of links (RuntimeError in 3.11's resolve)
+        raise SettingsError(f"{name}: cannot write {path}: {getattr(err, 'strerror', None) or err}") from None
     except ValueError as err:  # a NUL byte, which no file name holds
         raise SettingsError(f"{name}: {path!r} is no file name: {err}") from None
     return str(target)

@@ -33,6 +33,19 @@ from types import ModuleType
 from bncheck.errors import BncheckError, LoadError, describe
 
 
+# The working folder when bncheck started, before any user code could change it: frames are shown
+# relative to it, as the user named the files.
+START = Path.cwd()
+
+
+def shown_path(filename: str) -> str:
+    """A file name as the user would write it: relative to where bncheck started, if it lies below."""
+    try:
+        return str(Path(filename).relative_to(START))
+    except ValueError:
+        return filename
+
+
 def user_frames(err: BaseException, file: str) -> list[traceback.FrameSummary]:
     """The frames of err's traceback that lie in the user's file, outermost first."""
     if not file:
@@ -66,12 +79,14 @@ def import_user_file(path: Path, what: str, prefix: str, reuse: bool = False) ->
     try:
         # Bytes, so that Python applies its own rules: a UTF-8 BOM, a `coding:` cookie. Not inheriting
         # this module's `from __future__` flags, so that the file runs as Python would run it.
-        code = compile(source, str(path), "exec", dont_inherit=True)
+        # Under its absolute path, as Python names an imported module's file: a function that changes
+        # the working folder must not lose its own __file__, nor bncheck the frames in it.
+        code = compile(source, str(path.resolve()), "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as err:
         line = f":{err.lineno}" if getattr(err, "lineno", None) else ""
         raise LoadError(f"{what}: {path}{line}: syntax error: {getattr(err, 'msg', None) or err}") from None
     module = ModuleType(name)
-    module.__file__ = str(path)
+    module.__file__ = str(path.resolve())
     sys.modules[name] = module
     try:
         exec(code, module.__dict__)
