@@ -34,6 +34,7 @@ from bncheck.engine import Record, vec_rows
 from bncheck.errors import BncheckError
 from bncheck.loader import Derivation
 from bncheck.models import Check
+from bncheck.text import MESSAGE_LIMIT, exception_text, printable
 from bncheck.userfile import put_back, shown_path, user_frames
 
 # The reference each kind of check is compared with, by name; a dense Jacobian over a share of the
@@ -43,8 +44,6 @@ PRODUCTS = "jax.jvp/jax.vjp products"
 FAILURE_SAMPLES = 32  # failing (got, ref) pairs kept per check for the diagnosis
 # What the failing samples of one check may hold, as a share of --max-memory-mb.
 SAMPLES_SHARE = 1 / 8
-# A message longer than this is cut: a 5 MB exception text says nothing a reader can use.
-MESSAGE_LIMIT = 2000
 
 
 class CallTimeout(BaseException):
@@ -72,24 +71,14 @@ def time_limit(seconds: float):
         signal.signal(signal.SIGALRM, previous)
 
 
-def shown(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    """A message as it can be shown: control characters escaped, cut to `limit` characters."""
-    text = "".join(ch if ch in "\n\t" or ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text[: limit + 1])
-    return text if len(text) <= limit else f"{text[:limit]}... (cut)"
-
-
 def describe(err: BaseException) -> str:
     """'Type: message' of an exception, whatever its __str__ does."""
-    name = type(err).__name__
-    try:
-        message = str(err)
-    except BaseException:  # noqa: BLE001 - a user's exception may break even this
-        message = "(its message could not be shown: str() of it raised)"
+    text = exception_text(err)
     if isinstance(err, SystemExit):
-        message = f"{message or err.code} (the function called sys.exit; bncheck counts that as a failure of this check)"
-    elif isinstance(err, ValueError) and "read-only" in message:
-        message += " (ctx's arrays are read-only and shared by every check: copy one before writing into it, e.g. ctx.resid.copy())"
-    return shown(f"{name}: {message}")
+        text += " (the function called sys.exit; bncheck counts that as a failure of this check)"
+    elif isinstance(err, ValueError) and "read-only" in text:
+        text += " (ctx's arrays are read-only and shared by every check: copy one before writing into it, e.g. ctx.resid.copy())"
+    return printable(text, MESSAGE_LIMIT)
 
 
 def user_traceback(err: BaseException, file: str) -> list[str]:
@@ -99,7 +88,7 @@ def user_traceback(err: BaseException, file: str) -> list[str]:
         frames = user_frames(err, file) or traceback.extract_tb(err.__traceback__)[-1:]
     except Exception:  # a traceback whose frames cannot be read says nothing more
         return []
-    return [shown(f"{shown_path(frame.filename)}:{frame.lineno}: {(frame.line or '').strip()}", 300) for frame in frames]
+    return [printable(f"{shown_path(frame.filename)}:{frame.lineno}: {(frame.line or '').strip()}", 300) for frame in frames]
 
 
 @dataclass
@@ -391,4 +380,4 @@ class Checker:
         if broken:
             tally.broken += 1
             if tally.first_broken is None:
-                tally.first_broken = (draw, shown(str(broken), 500))
+                tally.first_broken = (draw, printable(str(broken), 500))

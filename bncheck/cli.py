@@ -38,7 +38,7 @@ errors = Console(stderr=True)
 
 
 def _fail(message: str) -> NoReturn:
-    from bncheck.report.text import one_line
+    from bncheck.text import one_line
 
     errors.print(f"bncheck: error: {one_line(message)}", markup=False, highlight=False, emoji=False, soft_wrap=True)
     raise typer.Exit(2)
@@ -112,11 +112,11 @@ def _guard(debug: bool, blame: str = "internal error"):
     except Exception as err:
         if debug:
             raise
-        from bncheck.report.text import exception_text
+        from bncheck.text import exception_text
 
         _fail(f"{blame}: {exception_text(err)} (run with --debug for the traceback)")
     except BaseException as err:
-        from bncheck.report.text import describe
+        from bncheck.text import describe
 
         if debug:
             traceback.print_exception(err)
@@ -352,7 +352,7 @@ def _model_table(m):
     from rich.table import Table
     from rich.text import Text
 
-    from bncheck.report.text import printable
+    from bncheck.text import printable
 
     def row(label: str, text: str) -> None:
         # Text, not markup: summaries hold the seeds' notation (E[x]), and a model file's names and
@@ -473,7 +473,7 @@ def main() -> None:
         # still one line.
         if "--debug" in sys.argv[1:]:
             raise
-        from bncheck.report.text import exception_text, one_line
+        from bncheck.text import exception_text, one_line
 
         try:
             sys.stderr.write(f"bncheck: error: {one_line(exception_text(err))}\n")

@@ -7,7 +7,6 @@ that names the field, the value and the bound, so the CLI can print it on one li
 from __future__ import annotations
 
 import itertools
-import math
 import operator
 import os
 import re
@@ -20,7 +19,7 @@ from typing import Any, Iterable, Mapping
 from bncheck.compare import TOLERANCES
 from bncheck.errors import SettingsError, describe
 from bncheck.models import Model, get_model, is_model_path
-from bncheck.options import BY_NAME, MAX_MB, MAX_SIZE, MODEL_OPTIONS, OPTIONS, Option
+from bncheck.options import BY_NAME, MAX_SIZE, MODEL_OPTIONS, OPTIONS, Option
 
 class _Methods:
     """What a Settings (built from the option table below) can say of itself."""

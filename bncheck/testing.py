@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from bncheck.report import Report
-from bncheck.report.text import describe
+from bncheck.text import describe
 
 
 def report_text(report: Report, width: int = 100) -> str:

@@ -74,9 +74,9 @@ def test_a_bad_return_value_or_a_bad_exception_fails_its_check_only(run, tmp_pat
     report = _run(run, tmp_path, body)
     assert _check(report, "grad_beta").status == "error"
     assert "requires_grad" in _check(report, "grad_beta").diagnosis["message"]
-    assert "could not be shown" in _check(report, "grad_G1").diagnosis["message"]
+    assert "could not be read" in _check(report, "grad_G1").diagnosis["message"]
     long = _check(report, "jac_B_beta").diagnosis["message"]
-    assert len(long) < 3000 and "(cut)" in long
+    assert len(long) < 3000 and "more characters cut" in long
     assert failed(report) == {"grad_beta", "grad_G1", "jac_B_beta"}
 
 

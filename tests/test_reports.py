@@ -18,7 +18,7 @@ from bncheck import CheckResult, Report, resolve
 from bncheck.cli import app
 from bncheck.report.jsonfile import to_json
 from bncheck.report.junit import junit_bytes
-from bncheck.report.text import MESSAGE_LIMIT
+from bncheck.text import MESSAGE_LIMIT
 from bncheck.testing import assert_derivation, report_text
 
 TINY = ["--shape", "N=4,p1=2,p2=2", "--trials", "2"]

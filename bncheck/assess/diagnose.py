@@ -445,10 +445,9 @@ def diagnose_check(tally: Tally, engine: Engine) -> dict[str, Any]:
         # Checked by products with probe vectors: the samples are products, not Jacobians, so only
         # what products keep (a factor, a sign) can be read from them.
         return diagnose(pairs, problem, close=closeness(settings.rtol))
-    layout = None
-    if c.kind == "jacobian":
-        def layout(dims):
-            return engine.output_shapes(dims)[c.output], engine.target_shape(c, dims)
+    def layout(dims):
+        return engine.output_shapes(dims)[c.output], engine.target_shape(c, dims)
 
     rerun = Rerun(engine, c, [d for d, _, _ in tally.samples], [ref for _, _, ref in tally.samples])
-    return diagnose(pairs, problem, rerun=rerun, layout=layout, close=closeness(settings.rtol))
+    return diagnose(pairs, problem, rerun=rerun, layout=layout if c.kind == "jacobian" else None,
+                    close=closeness(settings.rtol))

@@ -15,7 +15,7 @@ from bncheck.compare import error_map
 from bncheck.draws import Draw
 from bncheck.loader import Derivation
 from bncheck.models import Check, Model
-from bncheck.report.text import printable
+from bncheck.text import printable
 from bncheck.settings import Settings
 from bncheck.sweep import SweepResult
 

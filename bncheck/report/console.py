@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bncheck.report import CheckResult, Report
-from bncheck.report.text import fold_frames, printable
+from bncheck.text import fold_frames, printable
 
 _STYLE = {"pass": "green", "fail": "bold red", "error": "bold red", "missing": "yellow", "skipped": "yellow"}
 

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from bncheck.report import Report
-from bncheck.report.text import fold_frames, printable
+from bncheck.text import fold_frames, printable
 
 
 def to_junit(report: Report) -> ET.ElementTree:

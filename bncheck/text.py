@@ -73,6 +73,6 @@ def exception_text(err: BaseException) -> str:
     """`TypeError: message`, even when the exception's own str raises."""
     try:
         message = str(err)
-    except Exception:
-        message = "(its message could not be read)"
+    except BaseException:  # noqa: BLE001 - a user's exception may break even this
+        message = "(its message could not be read: str() of it raised)"
     return f"{type(err).__name__}: {message}" if message else type(err).__name__
