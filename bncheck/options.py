@@ -94,8 +94,11 @@ OPTIONS = (
     # nothing but compiling.
     Option("layers", int, 2, "mlp: number of affine layers L.", "option", low=1, high=100),
     Option("loss", str, "mse", "mlp: mse | xent (softmax cross-entropy).", "option", choices=("mse", "xent")),
-    Option("stride", int, 1, "conv: stride of the convolution.", "option", low=1, high=MAX_SIZE),
+    Option("stride", int, 1, "conv, max-pool: stride of the convolution or of the pooling windows.", "option",
+           low=1, high=MAX_SIZE),
     Option("padding", int, 0, "conv: zero padding on each side.", "option", low=0, high=MAX_SIZE),
+    Option("groups", int, 2, "group-norm: number of channel groups G (must divide C).", "option", low=1, high=MAX_SIZE),
+    Option("pool", int, 2, "max-pool: side of the square pooling window.", "option", low=1, high=MAX_SIZE),
     Option("trials", int, 200, "Number of draws.", "draws", low=1, high=MAX_TRIALS),
     Option("seed", int, 0, "Seed of the first draw; draw t has seed + t.", "draws", low=0, high=2**63 - 1),
     Option("shape", str, None, "One fixed shape for every draw, e.g. N=10,p1=7,p2=4,k=1; else shapes are swept.",
