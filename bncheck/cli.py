@@ -359,14 +359,17 @@ def _model_table(m):
         # descriptions are its author's, brackets included.
         table.add_row(label, Text(printable(text)))
 
-    dims = ", ".join(f"{d}∈[{lo},{hi}]" for d, (lo, hi) in m.dims.items())
+    dims = ", ".join(
+        f"{d}∈[{lo},{hi}]" + (f" in multiples of {m.dim_multiples[d]}" if d in m.dim_multiples else "")
+        for d, (lo, hi) in m.dims.items()
+    )
     some = {d: lo for d, (lo, _) in m.dims.items()}
     table = Table(title=Text(printable(f"{m.name}: {m.summary}")), title_justify="left", show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     row("dimensions", f"{dims}  (default sweep ranges)")
     row("inputs", ", ".join(f"{n} ({', '.join(_symbolic(m, n))})" for n in m.inputs(some)))
-    row("parameters", ", ".join(f"{n} ({', '.join(_symbolic(m, n))})" for n in m.params(some)))
+    row("parameters", ", ".join(f"{n} ({', '.join(_symbolic(m, n))})" for n in m.params(some)) or "none")
     if m.options:
         row("settings", ", ".join(m.options))
     row("ctx fields", "inputs and parameters above, " + ", ".join([*m.dims, *m.options]))

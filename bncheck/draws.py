@@ -95,7 +95,8 @@ def array_shapes(model: Model, dims: dict[str, int]) -> dict[str, tuple[int, ...
 @dataclass(frozen=True)
 class Plan:
     """The draws of a sweep, made one at a time as they are needed: draw t has seed `seed + t` and,
-    unless `shape` fixes it, the shape default_rng([seed, 0]) draws from `sweep`. With `pool`, draw t
+    unless `shape` fixes it, the shape default_rng([seed, 0]) draws from `sweep`, each dimension named
+    in `multiples` among the multiples of its m in its range (Model.dim_multiples). With `pool`, draw t
     takes the shape of draw t mod pool instead (its data stays its own): a model that cannot pad
     compiles once per distinct shape, and a pool bounds those compiles."""
 
@@ -104,6 +105,7 @@ class Plan:
     sweep: dict[str, tuple[int, int]]
     shape: dict[str, int] | None = None
     pool: int | None = None
+    multiples: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.trials
@@ -112,7 +114,9 @@ class Plan:
         if self.shape is not None:
             return dict(self.shape)
         rng = np.random.default_rng([self.seed + trial % self.pool if self.pool else self.seed + trial, STREAMS["shape"]])
-        return {name: int(rng.integers(lo, hi + 1)) for name, (lo, hi) in self.sweep.items()}
+        step = {name: self.multiples.get(name, 1) for name in self.sweep}
+        return {name: step[name] * int(rng.integers(-(-lo // step[name]), hi // step[name] + 1))
+                for name, (lo, hi) in self.sweep.items()}
 
     def __iter__(self) -> Iterator[Draw]:
         for trial in range(self.trials):
@@ -126,7 +130,8 @@ class Plan:
 def plan(settings, model: Model) -> Plan:
     """The sweep's draws for `settings` (see Plan)."""
     shape = dict(settings.shape) if settings.shape is not None else None
-    return Plan(settings.seed, settings.trials, dict(settings.sweep), shape, None if model.paddable else SHAPE_POOL)
+    return Plan(settings.seed, settings.trials, dict(settings.sweep), shape, None if model.paddable else SHAPE_POOL,
+                dict(model.dim_multiples))
 
 
 def _rounded(a: np.ndarray, dtype: str) -> np.ndarray:

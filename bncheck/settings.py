@@ -202,6 +202,7 @@ def resolve(flags: Mapping[str, Any], config: str | Path | None = None) -> Setti
         name: _check_range(f"config {config}" if name in ranges else f"model {model.name}: DIMS", name, ranges.get(name, bounds))
         for name, bounds in model.dims.items()
     }
+    sweep = {name: _multiples_in(name, bounds, model) for name, bounds in sweep.items()}
 
     shape = None
     if values.get("shape") is not None:
@@ -311,6 +312,19 @@ def _check_options_apply(values: Mapping[str, Any], model: Model) -> None:
         if name in values and name not in model.options and values[name] != getattr(Settings, name):
             reads = f"it reads {', '.join(model.options)}" if model.options else "it has no options"
             raise SettingsError(f"{name}: model {model.name} has no option {name} ({reads})")
+
+
+def _multiples_in(name: str, bounds: tuple[int, int], model: Model) -> tuple[int, int]:
+    """A sweep range narrowed to the sizes the model accepts: the multiples of its DIM_MULTIPLES."""
+    step = model.dim_multiples.get(name, 1)
+    lo, hi = bounds
+    first, last = -(-lo // step) * step, hi // step * step
+    if first > last:
+        raise SettingsError(
+            f"sweep: {name} = [{lo}, {hi}] holds no multiple of {step}, and model {model.name} takes {name} "
+            f"only in multiples of {step}"
+        )
+    return first, last
 
 
 def _corners(sweep: Mapping[str, tuple[int, int]]) -> list[dict[str, int]]:

@@ -18,9 +18,13 @@ and optionally
 Built-ins add what only they need: `OPTIONS` (the settings forward reads, passed as a keyword-only
 `options` dict), a keyword-only `masks` argument (forward honours zero-padding, so draws of many
 sizes share one compile), `DERIVATIONS`/`DEFAULT_DERIVATION`, `DIM_DEFAULTS`, `DIMS` as a function of
-the options (and `OUTPUTS` likewise, for a number of layers), `inputs(d, options)` and
-`params(d, options)` where a shape needs an option (a strided convolution's output), and the hooks `check_dims`,
-`kink_field`, `variants`, `shape_hint` and `invariants` described on `Model`.
+the options (and `OUTPUTS` likewise, for a number of layers), `DIM_MULTIPLES` (a dict, or a function
+of the options, {dimension: m}: the sizes of that dimension the layer accepts are the multiples of m,
+as group norm's C of its G groups; a sweep draws only those, its ranges narrowed to the multiples they
+hold; `check_dims` still refuses the other sizes, for `--shape` and the smallest-case search),
+`inputs(d, options)` and `params(d, options)` where a shape needs an option (a strided convolution's
+output), and the hooks `check_dims`, `kink_field`, `variants`, `shape_hint` and `invariants`
+described on `Model`.
 Any model module may define `invariants(options)`: properties that every correct value of a check has,
 whatever the reference, each a function of (ctx, got) that returns a sentence when `got` breaks it
 (bn-mlp: at eps = 0, column j of dR/dG1 is orthogonal to column j of G1). Violations are warnings.
@@ -79,6 +83,8 @@ class Model:
     default_derivation: str | None = None
     options: tuple[str, ...] = ()
     dim_defaults: Mapping[str, int] = field(default_factory=dict)
+    # {dimension: m}: the dimension takes only multiples of m (DIM_MULTIPLES); sweeps draw only those.
+    dim_multiples: Mapping[str, int] = field(default_factory=dict)
     # True when forward honours masks, so draws of different sizes can share one compiled reference by
     # zero-padding every array to a common bucket shape.
     paddable: bool = False
@@ -392,6 +398,15 @@ def from_module(
     dim_defaults = _attribute(module, "DIM_DEFAULTS", {}, where, lambda v: None if isinstance(v, dict) and all(
         k in dims and isinstance(n, int) and not isinstance(n, bool) and n >= 1 for k, n in v.items()
     ) else "a dict of dimension -> default size >= 1")
+    multiples = getattr(module, "DIM_MULTIPLES", {})
+    if callable(multiples):
+        multiples = guard(multiples, "DIM_MULTIPLES(options)")(cfg)
+    if not (isinstance(multiples, dict) and all(
+        k in dims and isinstance(m, int) and not isinstance(m, bool) and m >= 1 for k, m in multiples.items()
+    )):
+        raise LoadError(
+            f"model: {where}: DIM_MULTIPLES must map dimensions of DIMS to integers >= 1, got {_shown(multiples)}"
+        )
     summary = _attribute(module, "SUMMARY", None, where, _text_or_none)
     checks = tuple(_attribute(module, "CHECKS", (), where, _names))
     model = Model(
@@ -407,6 +422,7 @@ def from_module(
         default_derivation=default,
         options=own,
         dim_defaults=dict(dim_defaults),
+        dim_multiples=dict(multiples),
         paddable="masks" in takes,
         file=file,
         **hooks,
