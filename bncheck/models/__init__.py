@@ -167,6 +167,12 @@ _BUILTIN = {
     "mlp": "bncheck.models.mlp",
     "conv": "bncheck.models.conv",
     "kron": "bncheck.models.kron",
+    "layer-norm": "bncheck.models.layer_norm",
+    "group-norm": "bncheck.models.group_norm",
+    "max-pool": "bncheck.models.max_pool",
+    "affine": "bncheck.models.affine",
+    "relu": "bncheck.models.relu",
+    "softmax-loss": "bncheck.models.softmax_loss",
 }
 
 
