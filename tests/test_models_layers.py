@@ -222,6 +222,14 @@ def test_slips_fail_exactly_what_they_break(path):
             assert_diagnosed(c, diagnoses[c.name])
 
 
+def test_a_dropped_sigma_path_is_named():
+    diagnosis = next(c.diagnosis for c in slip_report(DERIVATIONS / "layer_norm" / "slip_dropped_sigma_path.py").checks
+                     if c.name == "grad_x")
+    assert diagnosis["message"] == (
+        "matches the gradient with sigma held constant (sigma's dependence on the input is missing)"
+    )
+
+
 VARIANT_SLIPS = [p for p in SLIPS if '"variant"' in p.read_text()]
 
 

@@ -315,6 +315,8 @@ _VARIANT_WORDS = {
                             "(their dependence on the input is missing)",
     "batch-stats-constant:mean": "matches the gradient with the batch mean held constant "
                                  "(the mean's dependence on the input is missing)",
+    "batch-stats-constant:sigma": "matches the gradient with sigma held constant "
+                                  "(sigma's dependence on the input is missing)",
     "ddof": "matches the derivative for the other variance convention (divisor N vs N - 1) "
             "on this run's forward record",
     "ddof:forward": "matches the reference computed with the other variance convention (divisor N vs N - 1)",
