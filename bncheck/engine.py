@@ -92,11 +92,13 @@ def group(draws: list[Draw], key: Callable[[Draw], dict[str, int]]) -> list[tupl
     return list(groups.values())
 
 
-def _stack_padded(arrays: list[np.ndarray], shape: tuple[int, ...], dtype) -> np.ndarray:
-    """The arrays zero-padded to `shape` and stacked: one allocation, not one np.pad per array."""
+def _stack_padded(arrays: list[np.ndarray | None], shape: tuple[int, ...], dtype) -> np.ndarray:
+    """The arrays zero-padded to `shape` and stacked (None: all zeros): one allocation, not one np.pad
+    per array."""
     out = np.zeros((len(arrays), *shape), dtype=dtype)
     for i, a in enumerate(arrays):
-        out[(i, *(slice(0, s) for s in a.shape))] = a
+        if a is not None:
+            out[(i, *(slice(0, s) for s in a.shape))] = a
     return out
 
 
@@ -215,13 +217,15 @@ class Engine:
         return {key[2] for key in self._compiled if key[0] == "refs" and key[2] is not None}
 
     def run(self, fn: Callable, draws: list[Draw], bucket: dict[str, int], take: Callable[[Draw, dict], None],
-            chunk: int, vectors: str | None = "directions", keys: bool = False, dtype=np.float64) -> None:
+            chunk: int, vectors: str | None = "directions", keys: bool = False, dtype=np.float64,
+            vector_keys: tuple[str, ...] | None = None) -> None:
         """Calls fn on `draws` padded to `bucket`, `chunk` at a time, and hands each draw its slice.
 
         Every call has `chunk` draws (the last one filled with copies), so a bucket compiles once
         however many draws a pass has. `vectors` names the Draw field passed as fn's third argument:
-        JVP directions, matrix-free probes, or None for none; with `keys`, fn also gets one PRNG key
-        a draw (from the draw's noise stream).
+        JVP directions, matrix-free probes, or None for none, and `vector_keys` the entries fn reads
+        (None: the first draw's); a draw without one gets zeros there, whose results fn computes and
+        nobody reads. With `keys`, fn also gets one PRNG key a draw (from the draw's noise stream).
         """
         import jax
 
@@ -239,8 +243,8 @@ class Engine:
             arrays = {n: _stack_padded([d.arrays[n] for d in filled], s, dtype) for n, s in shapes.items()}
             masks = {n: np.stack([np.arange(b) < d.dims[n] for d in filled]).astype(dtype) for n, b in bucket.items()}
             extra = {
-                key: _stack_padded([getattr(d, vectors)[key] for d in filled], padded(key), dtype)
-                for key in (getattr(filled[0], vectors) if vectors else {})
+                key: _stack_padded([getattr(d, vectors).get(key) for d in filled], padded(key), dtype)
+                for key in (vector_keys if vector_keys is not None else getattr(filled[0], vectors) if vectors else ())
             }
             args = [arrays, masks, extra]
             if keys:
@@ -319,6 +323,9 @@ class Engine:
         if not pairs:
             return
         plan = Plan(products=tuple(sorted({(c.output, c.target) for c, _ in pairs})), fields=())
+        # One program for every draw, though each draw has probes only for the checks it takes by
+        # products (the others are dense or skipped at its size).
+        probes = tuple(sorted({f"v:{t}" for _, t in plan.products} | {f"u:{o}" for o, _ in plan.products}))
         passes = ("exact", "rough")
         fn = self.compiled(("refs", plan, passes), lambda: build(self.model, self.cfg, plan, passes, self.optimize))
         wanted: dict[int, list[Check]] = {}
@@ -333,7 +340,7 @@ class Engine:
                 record.rough[c.name] = self.extract(c, out["rough"], draw.dims)
 
         for bucket, part in group(draws, lambda d: self.bucket(d.dims, chunk=chunk)):
-            self.run(fn, part, bucket, take, chunk, vectors="probes", keys=True)
+            self.run(fn, part, bucket, take, chunk, vectors="probes", keys=True, vector_keys=probes)
 
     def extremes(self, field_name: str, draws: list[Draw], chunk: int) -> dict[int, tuple[float, float]]:
         """min and max of |field| over each draw's real entries, from a forward-only program."""

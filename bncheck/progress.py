@@ -25,7 +25,10 @@ class RateColumn(ProgressColumn):
     """Draws per second, once rich has timed a few."""
 
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:,.0f} draws/s" if task.speed else "", style="progress.data.speed")
+        if not task.speed:
+            return Text("")
+        rate = f"{task.speed:,.0f}"
+        return Text(f"{rate} draw{'' if rate == '1' else 's'}/s", style="progress.data.speed")
 
 
 @contextmanager
@@ -37,9 +40,11 @@ def sweep_progress(console: Console, trials: int, quiet: bool) -> Iterator[tuple
         BarColumn(),
         MofNCompleteColumn(),
         RateColumn(),
+        # Each time with its own label after it: "0:00:08 elapsed 0:00:02 left".
         TimeElapsedColumn(),
-        TextColumn("left"),
+        TextColumn("elapsed"),
         TimeRemainingColumn(),
+        TextColumn("left"),
         console=console,
         transient=True,
         disable=quiet,

@@ -114,7 +114,7 @@ def _dense(engine: Engine, dense: list[Check], draws: list[Draw], records: dict[
             else:
                 tallies[c.name].skipped += 1
                 tallies[c.name].skip_reason = (
-                    f"the dense Jacobian at {draw.case_id(settings.dtype)} would take {size / 2**20:,.0f} MB, over "
+                    f"the dense Jacobian at {draw.case_id(settings.dtype)} would take {size / 2**20:,.3g} MB, over "
                     f"--max-jacobian-mb {settings.max_jacobian_mb:g}; give the differential form "
                     f"jvp_{c.output}_{c.target} instead"
                 )

@@ -46,3 +46,17 @@ def test_a_jacobian_that_cannot_be_compared_says_why(run, tmp_path, bad, problem
     check = {c.name: c for c in report.checks}["jac_B_G1"]
     assert check.reference == REFERENCE and check.status == "fail"
     assert check.diagnosis["code"] == problem
+
+
+@pytest.mark.parametrize("budget", [1, 0.1, 0.01])
+def test_a_sweep_whose_draws_take_products_of_different_jacobians(run, budget):
+    # Over the default sweep (N up to 64, p1 and p2 up to 16) one draw's jac_B_G1 alone goes by
+    # products while another's jac_B_beta does too, and a third's fit dense: one compiled products
+    # program serves draws that need different probe vectors (issue 16: KeyError 'v:G1').
+    report = run("kronecker", config=None, trials=5, max_jacobian_mb=budget)
+    assert report.passed, [(c.name, c.status, c.message) for c in report.failed]
+    by_products = {name for name, ref in references(report).items() if ref and REFERENCE in ref}
+    assert {"jac_B_beta", "jac_B_G1"} <= by_products
+    # A skipped Jacobian's size is said as it is, not rounded to "0 MB" under a budget of 0.01.
+    skipped = [c.message for c in report.checks if c.message and "would take" in c.message]
+    assert skipped and not any(" take 0 MB" in m for m in skipped)

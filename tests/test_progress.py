@@ -1,6 +1,7 @@
 """The progress display names each long step and shows draws per second and the time left."""
 
 import io
+import re
 import time
 
 from rich.console import Console
@@ -26,6 +27,13 @@ def test_progress_names_phases_and_shows_rate_and_time_left():
     assert "compiling and computing references" in shown
     assert "checking draws" in shown and "/40" in shown
     assert "draws/s" in shown and "left" in shown
+
+
+def test_each_time_is_labelled_as_what_it_is():
+    # The elapsed time first, then the time left, each with its label after it (issue 16: the elapsed
+    # time read "0:00:08 left 0:00:02").
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", _render(quiet=False))
+    assert re.search(r"\d+:\d\d:\d\d elapsed\s+(\d+:\d\d:\d\d|-:--:--) left", shown), shown[-400:]
 
 
 def test_quiet_progress_prints_nothing():
