@@ -27,6 +27,7 @@ from bncheck.compare import (
     compare_products,
     compare_rows,
     floor_of,
+    overshoot,
     rounding_spread,
 )
 from bncheck.draws import Ctx, Draw, frozen
@@ -157,14 +158,15 @@ class Tally:
     compared: int = 0  # draws whose value could be compared (right shape, finite)
     skipped: int = 0
     skip_reason: str | None = None
+    # The largest errors over every compared draw, each maximised on its own (CONTRACT §4).
     max_abs: float = 0.0
     max_rel: float = 0.0
+    # The one draw the report shows: the compared draw furthest past its allowance (compare.overshoot),
+    # or nearest to it when every draw passed. Its errors are the table's, its values the error map's,
+    # its factor the one a diagnosis quotes, and a replay starts from it.
     worst: tuple[Draw, Comparison] | None = None
     failures: int = 0
-    # The failing draw furthest past its allowance: the one a replay must reproduce. (`worst`, by
-    # relative error, can be a passing draw whose tiny reference made a large but allowed ratio.)
-    worst_failure: tuple[Draw, Comparison] | None = None
-    worst_values: tuple[np.ndarray, np.ndarray] | None = None  # (got, ref) at worst_failure, for the error map
+    worst_values: tuple[np.ndarray, np.ndarray] | None = None  # (got, ref) at `worst` when it failed
     first_problem: tuple[Draw, Comparison] | None = None
     # draw, "Type: message", and the traceback's frames in the user's own file ("file:line: code").
     error: tuple[Draw, str, list[str]] | None = None
@@ -189,17 +191,13 @@ class Tally:
             self.compared += 1
             self.max_abs = max(self.max_abs, result.abs_err)
             self.max_rel = max(self.max_rel, result.rel_err)
-            if self.worst is None or result.rel_err > self.worst[1].rel_err:
+            if self.worst is None or overshoot(result) > overshoot(self.worst[1]):
                 self.worst = (draw, result)
+                self.worst_values = None if result.ok else (np.asarray(got, dtype=np.float64), ref)
         elif self.first_problem is None:
             self.first_problem = (draw, result)
         if not result.ok:
             self.failures += 1
-            if result.problem is None and (
-                self.worst_failure is None or overshoot(result) > overshoot(self.worst_failure[1])
-            ):
-                self.worst_failure = (draw, result)
-                self.worst_values = (np.asarray(got, dtype=np.float64), ref)
             size = getattr(got, "nbytes", 0) + getattr(ref, "nbytes", 0)
             # A wrongly shaped value is kept for its repairs (flatten, transpose, diagonal), which need
             # no more than the square of the reference's size: not a broadcast view of 10^12 entries.
@@ -210,6 +208,20 @@ class Tally:
                 self.samples.append((draw, got, ref))
                 self.sample_bytes += size
 
+    @property
+    def worst_failure(self) -> tuple[Draw, Comparison] | None:
+        """The worst draw when it failed by its value (not by its shape): the one a replay reproduces."""
+        return self.worst if self.worst is not None and not self.worst[1].ok else None
+
+    def evidence(self) -> list[tuple[Draw, Any, np.ndarray]]:
+        """The failing samples a diagnosis reads, the worst draw first, so that the factor it quotes
+        ("= 28 at N = 28") is the worst draw's, the one the table and the error map show."""
+        if self.worst_values is None:
+            return list(self.samples)
+        draw = self.worst[0]
+        rest = [s for s in self.samples if s[0] is not draw]
+        return [(draw, *self.worst_values), *rest[: FAILURE_SAMPLES - 1]]
+
     def raised(self, draw: Draw, raised: Raised) -> None:
         if raised.out_of_memory:
             # Like a dense Jacobian over the budget: the size was too large to check, not the maths wrong.
@@ -218,11 +230,6 @@ class Tally:
             return
         self.ran += 1
         self.error = (draw, raised.message, raised.frames)
-
-
-def overshoot(result: Comparison) -> float:
-    """How far past its allowance a comparison is (above 1: it failed)."""
-    return result.abs_err / result.allowed if result.allowed > 0 else (math.inf if result.abs_err > 0 else 0.0)
 
 
 def rows(c: Check, value) -> list:
@@ -285,7 +292,7 @@ class Verdict:
                 replace(r, ok=r.abs_err <= r.allowed - old + new, allowed=r.allowed - old + new)
                 for r, old, new in zip(results, self.floor_values, floors)
             ]
-        worst = max(range(len(results)), key=lambda i: (results[i].problem is not None, results[i].rel_err))
+        worst = max(range(len(results)), key=lambda i: (results[i].problem is not None, overshoot(results[i])))
         self.tally.add(self.draw, results[worst], self.values[worst], self.refs[worst], sample_budget)
         if results[worst].problem is None:
             self.tally.vanishing += all(r.scale <= r.allowed for r in results)

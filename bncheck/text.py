@@ -60,6 +60,11 @@ def fold_frames(frames: list[str], prefix: str = "") -> list[str]:
     return folded
 
 
+def counted(n: int, word: str) -> str:
+    """'1 draw', '2 draws': a count and its noun, in the plural where it takes one."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
 def describe(err: BaseException) -> str:
     """`err` as one short line, `SystemExit(0)`, even when its own repr raises."""
     try:

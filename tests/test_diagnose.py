@@ -127,6 +127,17 @@ def test_a_variant_names_the_slip_and_a_variant_times_a_factor_too():
     assert "off by a factor of 2" in found["message"]
 
 
+def test_a_variant_times_a_per_column_factor_at_one_column_of_one_draw():
+    # The seed question's grad_G1 replayed at p2 = 1: the held-constant gradient times N·sigma², one
+    # number for the one column, which no constant name fits (it was `unknown`, issue 16).
+    dims, _, ref = draws(lambda ref, N: ref, Ns=(3,), shape=(2, 1))[0]
+    held, sigma = rng.standard_normal((2, 1)), np.array([0.7])
+    rerun = FakeRerun([{"sigma": sigma}], {"batch-stats-constant": [held]})
+    found = diagnose([(dims, 3 * sigma**2 * held, ref)], rerun=rerun)
+    assert (found["code"], found["variant"], found["factor_name"]) == ("batch-stats-constant", "batch-stats-constant",
+                                                                      "N·sigma²")
+
+
 def test_approximate_fit_on_most_draws_is_reported_as_such():
     samples = draws(lambda ref, N: N * ref * (1 + 1e-4 * rng.standard_normal(ref.shape)), Ns=(3, 5, 8, 13))
     wild = samples[0][0], rng.standard_normal((4, 3)), samples[0][2]

@@ -141,12 +141,13 @@ def _name_factor(values: list[tuple[float | None, dict[str, int]]], fit: Fit) ->
 
 def _parallel(got: np.ndarray, ref: np.ndarray, close: float) -> float | None:
     """c with got ≈ c·ref, when the two are parallel to within `close`, else None."""
-    norm = float(ref.ravel() @ ref.ravel())
-    if norm == 0:
-        return None
-    c = float(got.ravel() @ ref.ravel()) / norm
-    residual = np.abs(got - c * ref).max()
-    return c if residual <= close * max(np.abs(got).max(), np.abs(c * ref).max()) else None
+    with np.errstate(all="ignore"):  # a value of 1e308 overflows the products: it is then no multiple
+        norm = float(ref.ravel() @ ref.ravel())
+        if norm == 0:
+            return None
+        c = float(got.ravel() @ ref.ravel()) / norm
+        residual = np.abs(got - c * ref).max()
+        return c if residual <= close * max(np.abs(got).max(), np.abs(c * ref).max()) else None
 
 
 def _evidence(values: list[tuple[float | None, dict[str, int]]], name: str, fitted: int) -> dict[str, Any]:
@@ -410,8 +411,12 @@ def _explain(pairs: list[Pair], keep: list[int], rerun: Rerun | None, layout, fi
     fields = [rerun.fields()[i] for i in keep]
     for key, refs in rerun.variants().items():
         moved = [(d, g, refs[i]) for (d, g, _), i in zip(pairs, keep)]
-        found = _scalar(moved, fit) or _per_unit(moved, fields, fit)
+        found = _scalar(moved, fit)
         if found is None or "factor_name" not in found:
+            # A constant no name fits on these draws can still be a per-column factor: at p2 = 1 (one
+            # column, one draw) N·sigma² is one number, which _scalar cannot name.
+            found = _per_unit(moved, fields, fit)
+        if found is None:
             continue
         code = key.split(":")[0]
         words = _VARIANT_WORDS.get(key, f"matches the reference of the model's {key!r} variant")
@@ -442,7 +447,8 @@ def diagnose_check(tally: Tally, engine: Engine) -> dict[str, Any]:
         if comparison.problem == "shape" and model.shape_hint is not None:
             hint = model.shape_hint(c.name, comparison.got_shape, draw.dims, settings.model_options(model))
             problem["message"] += f"; {hint}" if hint else ""
-    pairs = [(d.dims, got, ref) for d, got, ref in tally.samples]
+    samples = tally.evidence()
+    pairs = [(d.dims, got, ref) for d, got, ref in samples]
     if tally.product_draws:
         # Checked by products with probe vectors: the samples are products, not Jacobians, so only
         # what products keep (a factor, a sign) can be read from them.
@@ -450,6 +456,6 @@ def diagnose_check(tally: Tally, engine: Engine) -> dict[str, Any]:
     def layout(dims):
         return engine.output_shapes(dims)[c.output], engine.target_shape(c, dims)
 
-    rerun = Rerun(engine, c, [d for d, _, _ in tally.samples], [ref for _, _, ref in tally.samples])
+    rerun = Rerun(engine, c, [d for d, _, _ in samples], [ref for _, _, ref in samples])
     return diagnose(pairs, problem, rerun=rerun, layout=layout if c.kind == "jacobian" else None,
                     close=closeness(settings.rtol))

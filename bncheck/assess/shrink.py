@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
-
 from bncheck.check import Checker, Tally
 from bncheck.assess.diagnose import diagnose
 from bncheck.draws import Draw
@@ -55,11 +53,11 @@ def _failure(tally: Tally) -> str | None:
         result = tally.worst_failure[1] if tally.worst_failure is not None else None
         if result is None or result.abs_err < MARGIN * result.allowed:
             return None
-        if np.abs(tally.samples[0][2]).max() <= result.allowed:
+        if result.scale <= result.allowed:
             # The reference is zero up to rounding here, so its diagnosis turns on that rounding, which
             # the unpadded replay redoes differently.
             return "mismatch against zero"
-    found = diagnose([(d.dims, got, ref) for d, got, ref in tally.samples], problem)
+    found = diagnose([(d.dims, got, ref) for d, got, ref in tally.evidence()], problem)
     return " ".join(str(found[key]) for key in ("code", "factor_name", "repair") if found.get(key) is not None)
 
 

@@ -21,10 +21,15 @@ def warnings_of(tally: Tally, dtype: str) -> list[str]:
     out = []
     if tally.compared and tally.vanishing == tally.compared:
         out.append(
-            f"the reference is zero (up to rounding) on all {tally.compared} draws, so this check cannot tell "
+            f"the reference is zero (up to rounding) on {_all(tally.compared)}, so this check cannot tell "
             f"the derivation from a function returning zeros; widen the sweep"
         )
     if tally.first_broken is not None:
         draw, message = tally.first_broken
-        out.append(f"invariant broken on {tally.broken} of {tally.ran} draws, first at {draw.case_id(dtype)}: {message}")
+        out.append(f"invariant broken on {tally.broken} of {tally.ran} draw{'s' if tally.ran != 1 else ''}, "
+                   f"first at {draw.case_id(dtype)}: {message}")
     return out
+
+
+def _all(n: int) -> str:
+    return "its one draw" if n == 1 else f"all {n} draws"

@@ -11,11 +11,11 @@ import numpy as np
 
 from bncheck.assess import Assessment
 from bncheck.check import REFERENCE_NAMES, Tally
-from bncheck.compare import error_map
+from bncheck.compare import Comparison, error_map, overshoot
 from bncheck.draws import Draw
 from bncheck.loader import Derivation
 from bncheck.models import Check, Model
-from bncheck.text import printable
+from bncheck.text import counted, printable
 from bncheck.settings import Settings
 from bncheck.sweep import SweepResult
 
@@ -46,8 +46,12 @@ class CheckResult:
     status: str  # pass | fail | error | missing | skipped
     passed: bool
     trials: int
+    # The largest errors over all draws, each maximised on its own (CONTRACT §4); inf where a value
+    # could not be compared (a wrong shape, not finite).
     max_abs_err: float | None = None
     max_rel_err: float | None = None
+    # The one draw the report shows (check.Tally.worst): shape, seed, index, and where its value could
+    # be compared its abs_err, rel_err, allowed, share (of the allowance) and a `note`.
     worst: dict[str, Any] | None = None
     diagnosis: dict[str, Any] | None = None
     smallest: dict[str, Any] | None = None
@@ -106,6 +110,19 @@ def _where(draw: Draw, index: tuple[int, ...] | None) -> dict[str, Any]:
     return out
 
 
+def _worst(draw: Draw, comparison: Comparison, settings: Settings) -> dict[str, Any]:
+    """Where the worst draw is, its errors, its allowance and the share of it used (above 1: it failed),
+    and, for a passing draw whose relative error is above rtol, why it passed (`note`)."""
+    out = _where(draw, comparison.index)
+    out.update(abs_err=comparison.abs_err, rel_err=comparison.rel_err, allowed=comparison.allowed,
+               share=overshoot(comparison))
+    if comparison.ok and comparison.rel_err > settings.rtol:
+        # Only atol or the noise floor lets a draw pass with that ratio: its reference is zero up to
+        # rounding (zeros would pass it too), or its computation amplifies rounding that much.
+        out["note"] = "ref ~0" if comparison.scale <= comparison.allowed else "noise floor"
+    return out
+
+
 def _replay(derivation: Derivation, model: Model, settings: Settings, draw: Draw) -> str:
     shape = ",".join(f"{k}={v}" for k, v in draw.dims.items())
     args = ["bncheck", "verify", derivation.name, "--shape", shape, "--seed", str(draw.seed), "--trials", "1"]
@@ -127,8 +144,7 @@ def _from_tally(tally: Tally, found: Assessment, derivation: Derivation, model: 
         skipped=tally.skipped,
     )
     if tally.worst is not None:
-        draw, comparison = tally.worst
-        result.worst = _where(draw, comparison.index)
+        result.worst = _worst(*tally.worst, settings)
     if found.smallest is not None:
         result.smallest = _where(found.smallest, None)
     if tally.error is not None:
@@ -144,8 +160,7 @@ def _from_tally(tally: Tally, found: Assessment, derivation: Derivation, model: 
             result.worst = _where(failing_draw, comparison.index or None)
             result.max_abs_err = result.max_rel_err = math.inf
         else:
-            failing_draw, comparison = tally.worst_failure
-            result.worst = _where(failing_draw, comparison.index)
+            failing_draw = tally.worst[0]
             result.error_map = error_map(*tally.worst_values)
         result.replay = _replay(derivation, model, settings, found.smallest or failing_draw)
     elif tally.ran == 0:
@@ -153,7 +168,7 @@ def _from_tally(tally: Tally, found: Assessment, derivation: Derivation, model: 
         result.max_abs_err = result.max_rel_err = None
         result.message = tally.skip_reason
     elif tally.skipped:
-        result.message = f"skipped at {tally.skipped} of {tally.skipped + tally.ran} draws: {tally.skip_reason}"
+        result.message = f"skipped at {tally.skipped} of {counted(tally.skipped + tally.ran, 'draw')}: {tally.skip_reason}"
     result.diagnosis = found.diagnosis
     if result.status in ("pass", "fail", "error"):
         result.references = {result.reference: result.status == "pass", **found.references}

@@ -12,13 +12,19 @@ from rich.table import Table
 from rich.text import Text
 
 from bncheck.report import CheckResult, Report
-from bncheck.text import fold_frames, printable
+from bncheck.text import counted, fold_frames, printable
 
 _STYLE = {"pass": "green", "fail": "bold red", "error": "bold red", "missing": "yellow", "skipped": "yellow"}
 
 
 def _num(value: float | None) -> str:
     return "—" if value is None or value != value or value in (float("inf"), float("-inf")) else f"{value:.2e}"
+
+
+def _errors(check: CheckResult) -> tuple[str, str]:
+    """The worst draw's abs and rel err ("—" where its value could not be compared)."""
+    worst = check.worst or {}
+    return _num(worst.get("abs_err")), _num(worst.get("rel_err"))
 
 
 def _case(check: CheckResult) -> str:
@@ -85,7 +91,7 @@ class ReportView:
         options = f"{options}; " if options else ""
         yield Text.assemble(
             ("bncheck ", "bold"),
-            printable(f"{r.derivation} on {r.model}: {r.draws} draws{redrawn}, {shapes}") + "\n",
+            printable(f"{r.derivation} on {r.model}: {counted(r.draws, 'draw')}{redrawn}, {shapes}") + "\n",
             (
                 f"{s['dtype']}, rtol {s['rtol']:g}, atol {s['atol']:g}; {options}"
                 f"seed {s['seed']}; against {', '.join(references) or 'nothing'}",
@@ -96,15 +102,21 @@ class ReportView:
         table = Table(box=None, pad_edge=False, header_style="bold")
         table.add_column("check", no_wrap=True)
         table.add_column("status", no_wrap=True)
-        table.add_column("max abs err", justify="right", no_wrap=True)
-        table.add_column("max rel err", justify="right", no_wrap=True)
+        # One draw a row, the worst (furthest past its allowance, or nearest to it): its errors, where
+        # it is, and the heat map below are all of that draw.
+        table.add_column("abs err", justify="right", no_wrap=True)
+        table.add_column("rel err", justify="right", no_wrap=True)
+        # Why a passing draw has a rel err above rtol, in a word ("ref ~0"), where any row needs one.
+        notes = [(c.worst or {}).get("note") or "" for c in shown]
+        if any(notes):
+            table.add_column("", no_wrap=True, style="dim")
         table.add_column("worst draw")
-        for c in shown:
+        for c, note in zip(shown, notes):
             table.add_row(
                 Text(printable(c.name)),
                 Text(c.status if c.passed else c.status.upper(), style=_STYLE[c.status]),
-                _num(c.max_abs_err),
-                _num(c.max_rel_err),
+                *_errors(c),
+                *([note] if any(notes) else []),
                 Text(_case(c)),
             )
         yield table
@@ -124,8 +136,10 @@ class ReportView:
                 yield from _error_map(c)
         ran = [c for c in r.checks if c.status in ("pass", "fail", "error")]
         if r.passed:
-            yield Text(f"\nPASS  {len(ran)} checks agree with JAX over {r.draws} draws", style="bold green")
+            agree = "agrees" if len(ran) == 1 else "agree"
+            yield Text(f"\nPASS  {counted(len(ran), 'check')} {agree} with JAX over {counted(r.draws, 'draw')}",
+                       style="bold green")
         elif not ran:
             yield Text("\nFAIL  no check ran", style="bold red")
         else:
-            yield Text(f"\nFAIL  {len(r.failed)} of {len(r.checks)} checks failed", style="bold red")
+            yield Text(f"\nFAIL  {len(r.failed)} of {counted(len(r.checks), 'check')} failed", style="bold red")

@@ -7,6 +7,7 @@ can read.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def to_junit(report: Report) -> ET.ElementTree:
             for part in (
                 c.diagnosis and f"{c.diagnosis['code']}: {c.diagnosis['message']}",
                 c.message,
-                c.max_abs_err is not None and f"max abs err {c.max_abs_err:.3e}, max rel err {c.max_rel_err:.3e}",
+                _errors(c),
                 c.replay and f"replay: {c.replay}",
             )
             if part
@@ -53,6 +54,21 @@ def to_junit(report: Report) -> ET.ElementTree:
         elif c.status in ("missing", "skipped"):
             ET.SubElement(case, "skipped", message=text or c.status)
     return ET.ElementTree(root)
+
+
+def _errors(c) -> str | None:
+    """The worst draw's errors and the maxima over draws; for a value that could not be compared
+    (a wrong shape, NaN), that it could not, never 'max abs err inf'."""
+    worst = c.worst or {}
+    if "abs_err" in worst and c.max_abs_err is not None and math.isfinite(c.max_abs_err):
+        where = " ".join(f"{k}={v}" for k, v in worst["shape"].items())
+        note = f" ({worst['note']})" if worst.get("note") else ""
+        return (f"abs err {worst['abs_err']:.3e}, rel err {worst['rel_err']:.3e}{note} at the worst draw "
+                f"({where} seed {worst['seed']}); over all draws max abs err {c.max_abs_err:.3e}, "
+                f"max rel err {c.max_rel_err:.3e}")
+    if c.max_abs_err is not None:
+        return "errors not measured: the value could not be compared with the reference"
+    return None
 
 
 def _worst_entries(c) -> list[str]:
