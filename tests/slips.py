@@ -18,12 +18,16 @@ def declared(path) -> tuple[set[str], dict]:
 
 @functools.cache
 def fails_exactly(path):
-    """Runs one slipped file (once per session); asserts it fails exactly what it declares and passes the rest."""
+    """Runs one slipped file (once per session); asserts it fails exactly what it declares, diagnosed as
+    its EXPECTED_DIAGNOSIS says where it has one, and passes the rest."""
     from bncheck import verify
 
     expected, settings = declared(path)
     report = verify(str(path), **settings)
     assert failed(report) == expected, [(c.name, c.status, c.diagnosis) for c in report.checks]
+    for name, want in getattr(load_module(path), "EXPECTED_DIAGNOSIS", {}).items():
+        got = next(c for c in report.checks if c.name == name).diagnosis
+        assert {key: got.get(key) for key in want} == want, (name, got)
     ran = {c.name for c in report.checks if c.status in ("pass", "fail", "error")}
     assert expected <= ran and len(ran) > len(expected)  # the others ran and passed
     return report

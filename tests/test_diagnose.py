@@ -174,3 +174,28 @@ def test_the_convention_factors_say_what_they_are():
     assert found["message"].endswith("the ratio of the variance divisors N and N - 1 (ddof 0 against 1)")
     found = diagnose(draws(lambda ref, N: ((N - 1) / N) ** 0.5 * ref))
     assert found["factor_name"] == "√((N-1)/N)" and "sigma with ddof 0 to sigma with ddof 1" in found["message"]
+
+
+def test_kronecker_factors_swapped_in_a_dense_jacobian():
+    # kron(X, I_3) where kron(I_3, X) belongs, X 4×2: X ⊗ I_3 = K_{4,3} (I_3 ⊗ X) K_{3,2}, neither the
+    # row-major vec order of the layout's shapes.
+    samples = []
+    for N in (3, 5):
+        X = rng.standard_normal((4, 2))
+        samples.append(({"N": N}, np.kron(X, np.eye(3)), np.kron(np.eye(3), X)))
+    found = diagnose(samples, layout=lambda dims: ((2, 6), (6, 1)))
+    assert (found["code"], found["kronecker"]) == ("transpose", "swapped")
+    assert found["order"] == "rows and columns are in a commutation matrix's order (K_{4,3}, K_{3,2})"
+    assert "kron(X, I) where kron(I, X) belongs" in found["message"]
+
+
+def test_rows_in_another_order_are_a_layout_slip():
+    perm = rng.permutation(6)
+    found = diagnose(draws(lambda ref, N: ref[perm], shape=(6, 4)), layout=lambda dims: ((3, 2), (2, 2)))
+    assert (found["code"], found["order"]) == ("transpose", "rows are in another order")
+
+
+def test_a_gradient_of_zeros_says_so():
+    found = diagnose(draws(lambda ref, N: np.zeros_like(ref)))
+    assert found["code"] == "zeros" and found["message"].startswith("returns zeros")
+    assert "constant factor" not in found["message"]

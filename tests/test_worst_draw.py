@@ -69,6 +69,8 @@ def test_replaying_the_worst_draw_shows_the_errors_the_table_showed():
     # replaying seed 43 showed 3.95e+00 (issue 16).
     model = ["--model", LAYERNORM / "model.py"]
     sweep = checks_of(report_of(["verify", LAYERNORM / "slipped.py", *model, "--trials", "40"]))["grad_x"]
+    # The example's model file declares the variant its slip matches (sigma held constant).
+    assert sweep["diagnosis"]["variant"] == "batch-stats-constant:sigma"
     worst = sweep["worst"]
     shape = ",".join(f"{k}={v}" for k, v in worst["shape"].items())
     again = checks_of(report_of(["verify", LAYERNORM / "slipped.py", *model, "--shape", shape,

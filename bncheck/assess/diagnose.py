@@ -39,8 +39,11 @@ CODES = {
     "sign": "got = −reference",
     "transpose": "got = referenceᵀ, or a dense Jacobian in row-major vec order",
     "shape": "the wrong shape, or not an array of numbers; a repair that fits is diagnosed in turn",
-    "batch-stats-constant": "matches the gradient with the batch statistics held constant",
+    "batch-stats-constant": "matches the gradient with the batch statistics (mu and sigma, mu, or sigma) held constant",
     "ddof": "matches the derivative for the other variance convention",
+    "activation-derivative": "matches the gradient with the activation's derivative a′ left out (taken as 1)",
+    "axes": "matches the derivative with the statistics over other axes (N alone, per pixel, for per channel)",
+    "zeros": "every entry is zero where the reference is not",
     "non-finite": "NaN or inf in the value",
     "exception": "the function raised",
     "unknown-name": "a function whose name matches no target or output of the model",
@@ -269,7 +272,82 @@ def _transpose(pairs: list[Pair], layout: Callable | None, fit: Fit) -> dict[str
         if found is not None:
             which = {(True, False): "rows", (False, True): "columns", (True, True): "rows and columns"}[rows, cols]
             return {**found, "order": f"{which} follow row-major vec order"}
+    return _permuted(pairs, fit)
+
+
+def _projection(n: int) -> np.ndarray:
+    """A fixed projection for matching rows and columns: random entries tell distinct rows apart, and
+    the seed gives the same values the same diagnosis every time."""
+    return np.random.default_rng(16).standard_normal(n)
+
+
+def _matched(g: np.ndarray, r: np.ndarray, close: float) -> np.ndarray | None:
+    """order with g[i] ≈ r[order[i]] for rows summarised by one number each (g, r), or None."""
+    og, orf = np.argsort(g, kind="stable"), np.argsort(r, kind="stable")
+    scale = max(np.abs(g).max(initial=0), np.abs(r).max(initial=0))
+    if not np.allclose(g[og], r[orf], rtol=0, atol=close * max(scale, 1e-300)):
+        return None
+    order = np.empty_like(og)
+    order[og] = orf
+    return order
+
+
+def _permutation(got: np.ndarray, ref: np.ndarray, close: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rows, cols) with got ≈ ref[rows][:, cols]: got's rows and columns are ref's in other orders.
+    Columns are matched first by a summary that ignores the order of their entries (their sorted
+    entries, projected), then rows by a projection of the columns so ordered."""
+    if got.ndim != 2 or got.shape != ref.shape or got.size == 0:
+        return None
+    R, C = got.shape
+    cols = _matched(np.sort(got, axis=0).T @ _projection(R), np.sort(ref, axis=0).T @ _projection(R), close)
+    if cols is None:
+        return None
+    rows = _matched(got @ _projection(C), ref[:, cols] @ _projection(C), close)
+    if rows is None:
+        return None
+    moved = ref[rows][:, cols]
+    scale = max(np.abs(got).max(), np.abs(ref).max())
+    return (rows, cols) if np.abs(got - moved).max() <= close * scale else None
+
+
+def _commutation(order: np.ndarray) -> tuple[int, int] | None:
+    """(a, b) when `order` is the commutation matrix K_{a,b} (K_{a,b} vec(M) = vec(Mᵀ) for M a×b)
+    with a, b > 1, the order in which swapping the factors of a Kronecker product leaves rows or
+    columns (X ⊗ I_b = K_{a,b} (I_b ⊗ X) K_{b,c} for X a×c); else None."""
+    n = len(order)
+    for a in range(2, n // 2 + 1):
+        if n % a == 0 and n // a > 1 and np.array_equal(order, _row_major_order((a, n // a))):
+            return a, n // a
     return None
+
+
+def _permuted(pairs: list[Pair], fit: Fit) -> dict[str, Any] | None:
+    """A dense Jacobian whose rows or columns (or both) are the reference's in another order, on
+    every draw: named for Kronecker factors in the wrong order where each permutation is a
+    commutation matrix, else as a permutation."""
+    found = [_permutation(got, ref, fit.close) for _, got, ref in pairs]
+    if not fit.enough(sum(f is not None for f in found), len(pairs)):
+        return None
+    sides: dict[str, set] = {"rows": set(), "columns": set()}
+    for f in filter(None, found):
+        for side, order in zip(sides, f):
+            if not np.array_equal(order, np.arange(len(order))):
+                ab = _commutation(order)
+                # got = P ref Q: P's order is its rows' (K_{a,b}), Q's the transpose's (K_{b,a}).
+                sides[side].add(ab if ab is None or side == "rows" else ab[::-1])
+    moved = [side for side, kinds in sides.items() if kinds]
+    if not moved:
+        return None  # got equals ref: no permutation explains a failure
+    which = " and ".join(moved)
+    swapped = all(kinds and None not in kinds for kinds in (sides[side] for side in moved))
+    out: dict[str, Any] = {"factor_name": "1", "factor": 1.0}
+    fitted = sum(f is not None for f in found)
+    if fitted < len(pairs):
+        out["fits"] = f"{fitted} of {len(pairs)} failing draws"
+    if swapped:
+        named = ", ".join(f"K_{{{a},{b}}}" for side in moved for a, b in sorted(sides[side]))
+        return {**out, "order": f"{which} are in a commutation matrix's order ({named})", "kronecker": "swapped"}
+    return {**out, "order": f"{which} are in another order"}
 
 
 # ---- repairs of a wrong shape -------------------------------------------------------------------
@@ -318,6 +396,10 @@ _VARIANT_WORDS = {
                                  "(the mean's dependence on the input is missing)",
     "batch-stats-constant:sigma": "matches the gradient with sigma held constant "
                                   "(sigma's dependence on the input is missing)",
+    "activation-derivative": "matches the gradient with the activation's derivative a′ left out of the "
+                             "chain rule (taken as 1)",
+    "axes": "matches the derivative with the statistics taken over N alone, each (c, h, w) its own unit, "
+            "where they are per channel over N, H and W",
     "ddof": "matches the derivative for the other variance convention (divisor N vs N - 1) "
             "on this run's forward record",
     "ddof:forward": "matches the reference computed with the other variance convention (divisor N vs N - 1)",
@@ -387,6 +469,11 @@ def _explain(pairs: list[Pair], keep: list[int], rerun: Rerun | None, layout, fi
     pairs, keep = [pairs[j] for j in evident], [keep[j] for j in evident]
     if not pairs:
         return _unknown() if top else None
+    zeros = sum(not g.any() for _, g, _ in pairs)
+    if fit.enough(zeros, len(pairs)):
+        # A factor of 0 fits, but says less than this: nothing was computed, or all of it was lost.
+        return diagnosis("zeros", "returns zeros: every entry is 0, where the reference is not", factor=0.0,
+                         **({"fits": f"{zeros} of {len(pairs)} failing draws"} if zeros < len(pairs) else {}))
     found = _scalar(pairs, fit)
     if found is not None and found.get("factor_name") == "1":
         # At the top level the draws failed the check, so "equal to within `close`" is no explanation.
@@ -397,8 +484,7 @@ def _explain(pairs: list[Pair], keep: list[int], rerun: Rerun | None, layout, fi
         return diagnosis("scale", _factor_words(found), **found)
     found = _transpose(pairs, layout, fit)
     if found is not None:
-        words = ("got = referenceᵀ" if found["order"] == "transposed"
-                 else f"its {found['order']} (M.reshape(-1)); vec stacks columns (M.T.reshape(-1))")
+        words = _order_words(found)
         extra = "" if found.get("factor_name") == "1" else f", and {_factor_words(found)}"
         return diagnosis("transpose", words + extra, **found)
     if rerun is None:
@@ -424,6 +510,21 @@ def _explain(pairs: list[Pair], keep: list[int], rerun: Rerun | None, layout, fi
             words += f", {_factor_words(found)}"
         return diagnosis(code, words, variant=key, **found)
     return _unknown()
+
+
+def _order_words(found: dict[str, Any]) -> str:
+    order = found["order"]
+    if order == "transposed":
+        return "got = referenceᵀ"
+    if order.endswith("row-major vec order"):
+        # The row-major order of an a×b matrix is the commutation matrix K_{a,b}: what swapping the
+        # factors of a Kronecker product does too (1_N ⊗ I_p2 for the seed question's I_p2 ⊗ 1_N).
+        return (f"its {order} (M.reshape(-1)), or its Kronecker factors are swapped (kron(X, I) for "
+                f"kron(I, X)); vec stacks columns (M.T.reshape(-1))")
+    if found.get("kronecker") == "swapped":
+        return (f"its {order}: the order a Kronecker product with its factors swapped has, kron(X, I) "
+                f"where kron(I, X) belongs (X ⊗ I_b = K_{{a,b}} (I_b ⊗ X) K_{{b,c}} for X a×c)")
+    return f"its {order}: the reference's entries, laid out differently (Kronecker factors or an index order)"
 
 
 def _unknown() -> dict:

@@ -77,7 +77,8 @@ def forward(x, dout, gamma, beta, *, options, masks):
             return v[None, :]
 
     mu = (inside * x).sum(axes) / M
-    # Only the variants (see `variants`) set stats or grad_ddof: they change derivatives, never values.
+    # Only the variants (see `variants`) set stats, grad_ddof or grad_axes: they change derivatives, never
+    # values.
     stats = options.get("stats")
     if stats in ("constant", "mean-constant"):
         mu = jax.lax.stop_gradient(mu)
@@ -88,15 +89,32 @@ def forward(x, dout, gamma, beta, *, options, masks):
         other = sq.sum(axes) / (M - options["grad_ddof"])
         var = other + jax.lax.stop_gradient(var - other)
     sigma = (var + options["eps"] + (1 - unit)) ** 0.5
-    if stats == "constant":
+    if stats in ("constant", "sigma-constant"):
         sigma = jax.lax.stop_gradient(sigma)
     ivar = 1 / sigma
     xhat = xmu * per_unit(ivar)
+    if options.get("grad_axes") == "N":
+        xhat = _over_n_alone(x, xmu, var, inside, masks, options, unit)
     gammax = per_unit(gamma) * xhat
     y = gammax + per_unit(beta)
     R = (y * dout).sum()
     return {"R": R, "mu": mu, "xmu": xmu, "sq": sq, "var": var, "sigma": sigma, "ivar": ivar,
             "xhat": xhat, "gammax": gammax, "y": y}
+
+
+def _over_n_alone(x, xmu, var, inside, masks, options, unit):
+    """xhat as this layer computes it (per channel), with the derivative it has when the statistics are
+    taken over N alone, each (c, h, w) its own unit: a backward pass written for the fc layer and run
+    on a conv one, fed this forward record (its values kept, its derivative changed)."""
+    import jax
+
+    n = masks["N"].sum()
+    mu = (inside * x).sum(0) / n
+    moved = inside * (x - mu[None])
+    moved = moved + jax.lax.stop_gradient(xmu - moved)
+    var_n = (inside * moved**2).sum(0) / (n - options["ddof"])
+    var_n = var_n + jax.lax.stop_gradient(var[:, None, None] - var_n)
+    return moved / ((var_n + options["eps"] + (1 - unit)[:, None, None]) ** 0.5)[None]
 
 
 def check_dims(dims, options) -> str | None:
@@ -111,15 +129,20 @@ def check_dims(dims, options) -> str | None:
 
 def variants(options) -> dict:
     """The same layer under a known wrong assumption, for naming a slip: the BN paper's section-2 trap
-    (mu and sigma held constant, or only mu: seed 001's branch ① dropped), and a backward pass written
-    for the other variance divisor fed this forward record (its value kept, its derivative changed), or
-    the other convention throughout."""
-    return {
+    (mu and sigma held constant, only mu: seed 001's branch ① dropped, or only sigma), a backward pass
+    written for the other variance divisor fed this forward record (its value kept, its derivative
+    changed), or the other convention throughout, and for conv a backward pass whose statistics run
+    over N alone (per pixel) where they are per channel."""
+    out = {
         "batch-stats-constant": {**options, "stats": "constant"},
         "batch-stats-constant:mean": {**options, "stats": "mean-constant"},
+        "batch-stats-constant:sigma": {**options, "stats": "sigma-constant"},
         "ddof": {**options, "grad_ddof": 1 - options["ddof"]},
         "ddof:forward": {**options, "ddof": 1 - options["ddof"]},
     }
+    if options["layout"] == "conv":
+        out["axes"] = {**options, "grad_axes": "N"}
+    return out
 
 
 OUTPUTS = {

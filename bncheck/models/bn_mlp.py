@@ -57,6 +57,8 @@ def forward(X, y, G1, G2, gamma, beta, *, options, masks):
     n = masks["N"].sum()
     H = X @ G1
     mu = (rows * H).sum(0) / n
+    # Only the variants (see `variants`) set stats, grad_ddof or grad_activation: they change
+    # derivatives, never values.
     stats = options.get("stats")
     if stats == "mean-constant":
         # A gradient that forgets the batch mean depends on its input (sigma still does).
@@ -69,6 +71,9 @@ def forward(X, y, G1, G2, gamma, beta, *, options, masks):
         other = (rows * Hc**2).sum(0) / (n - options["grad_ddof"])
         var = other + jax.lax.stop_gradient(var - other)
     sigma = (var + options["eps"] + (1 - masks["p2"])) ** 0.5
+    if stats == "sigma-constant":
+        # The most common normalisation slip: sigma's dependence on the input dropped, the mean's kept.
+        sigma = jax.lax.stop_gradient(sigma)
     if stats == "constant":
         # The trap of the BN paper (section 2, seed 002): a gradient that treats mu and sigma as
         # constants. Only the batch-stats-constant variant sets this; the forward values are unchanged.
@@ -77,6 +82,9 @@ def forward(X, y, G1, G2, gamma, beta, *, options, masks):
     Hhat = Hc / sigma[None, :]
     B = gamma[None, :] * Hhat + beta[None, :]
     A, dA = activate(options["activation"], B)
+    if options.get("grad_activation") == "identity":
+        # a'(B) left out of the chain rule (relu' or tanh' taken as 1): A's value, B's derivative.
+        A = B + jax.lax.stop_gradient(A - B)
     yhat = A @ G2
     resid = y - yhat
     R = (rows * resid**2).sum() / n
@@ -96,12 +104,16 @@ def kink_field(options) -> str | None:
 
 
 def variants(options) -> dict:
-    return {
+    out = {
         "batch-stats-constant": {**options, "stats": "constant"},
         "batch-stats-constant:mean": {**options, "stats": "mean-constant"},
+        "batch-stats-constant:sigma": {**options, "stats": "sigma-constant"},
         "ddof": {**options, "grad_ddof": 1 - options["ddof"]},
         "ddof:forward": {**options, "ddof": 1 - options["ddof"]},
     }
+    if options["activation"] != "identity":
+        out["activation-derivative"] = {**options, "grad_activation": "identity"}
+    return out
 
 
 def invariants(options) -> dict:

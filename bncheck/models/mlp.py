@@ -57,6 +57,7 @@ def sample(rng, d):
 
 
 def forward(X, Y, *, options, masks, **weights):
+    import jax
     import jax.numpy as jnp
 
     from bncheck.models.bn_mlp import activate
@@ -73,6 +74,10 @@ def forward(X, Y, *, options, masks, **weights):
         if l == L:
             break
         a, da = activate(options["activation"], z)
+        if options.get("grad_activation") == "identity":
+            # Only the activation-derivative variant sets this: f'(z) left out of the δ recursion,
+            # a's value kept.
+            a = z + jax.lax.stop_gradient(a - z)
         out[f"a{l + 1}"], out[f"da{l + 1}"] = a, da
         real = masks[f"n{l + 1}"][:, None] * cols
         size = jnp.abs(z)
@@ -118,6 +123,13 @@ def check_dims(dims, options) -> str | None:
 
 def kink_field(options) -> str | None:
     return "kink_margin" if options["activation"] == "relu" and options["layers"] > 1 else None
+
+
+def variants(options) -> dict:
+    """The layers with f'(z) left out of the δ recursion (seed 003's ⊙ f′(z⁽ˡ⁾) forgotten)."""
+    if options["layers"] == 1 or options["activation"] == "identity":
+        return {}
+    return {"activation-derivative": {**options, "grad_activation": "identity"}}
 
 
 def _sup(l) -> str:

@@ -7,9 +7,11 @@
     R     = sum(y * dout)                            dout, an upstream gradient, makes dR/dy = dout
 
 A model file for `bncheck verify --model examples/layernorm/model.py`: only DIMS, inputs, params and
-forward are required.
+forward are required. `variants` is optional: the same layer under a known wrong assumption, by which
+a failing check that matches it is named.
 """
 
+import jax
 import jax.numpy as jnp
 
 EPS = 1e-5
@@ -24,9 +26,17 @@ def params(d):
     return {"gamma": (d["D"],), "beta": (d["D"],)}
 
 
-def forward(x, dout, gamma, beta):
+def forward(x, dout, gamma, beta, *, options):
     mu = x.mean(axis=1, keepdims=True)
     sigma = jnp.sqrt(((x - mu) ** 2).mean(axis=1, keepdims=True) + EPS)
+    if options.get("stats") == "sigma-constant":  # set by the variant below only: values stay the same
+        sigma = jax.lax.stop_gradient(sigma)
     xhat = (x - mu) / sigma
     y = gamma[None, :] * xhat + beta[None, :]
     return {"R": (y * dout).sum(), "mu": mu, "sigma": sigma, "xhat": xhat, "y": y}
+
+
+def variants(options):
+    """sigma held constant, its dependence on x dropped while the mean's is kept: the most common slip
+    in a normalisation layer's backward pass, named `batch-stats-constant` when a check matches it."""
+    return {"batch-stats-constant:sigma": {**options, "stats": "sigma-constant"}}

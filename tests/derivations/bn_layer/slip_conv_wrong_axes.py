@@ -4,7 +4,7 @@ sum over the right axes and are correct."""
 import numpy as np
 
 EXPECTED_FAIL = {"grad_x"}
-EXPECTED_DIAGNOSIS = {"grad_x": {"code": "unknown"}}
+EXPECTED_DIAGNOSIS = {"grad_x": {"code": "axes", "variant": "axes"}}
 SETTINGS = {"layout": "conv"}
 
 

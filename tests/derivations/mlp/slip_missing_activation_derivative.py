@@ -4,6 +4,7 @@ might first write it."""
 import numpy as np
 
 EXPECTED_FAIL = {"grad_W1", "grad_b1"}
+EXPECTED_DIAGNOSIS = {name: {"code": "activation-derivative"} for name in EXPECTED_FAIL}
 SETTINGS = {"model": "mlp", "activation": "tanh", "trials": 8}
 
 # Two layers, MSE, column m: delta3_m = (z3_m - Y_m)/M, delta2_m = (W2' delta3_m) * (1 - a2_m^2)
