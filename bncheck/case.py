@@ -322,8 +322,12 @@ def _open(path: Path, budget: _Budget) -> tuple[dict | None, dict[str, _Entry], 
     with _reading(path, what):
         if fmt == "json":
             doc = json.loads(_read_bytes(path, budget), object_pairs_hook=_unique)
+            if isinstance(doc, dict) and "arrays" not in doc and what == "values":
+                # Values may also come flat, {"grad_beta": [...], ...}: a case needs its header, values do not.
+                doc = {"arrays": doc}
             if not isinstance(doc, dict) or not isinstance(doc.get("arrays"), dict):
-                raise CaseError(f'{what}: {path} holds no "arrays" object; expected {{"arrays": {{NAME: [...], ...}}, ...}}')
+                flat = ' or {NAME: [...], ...}' if what == "values" else ""
+                raise CaseError(f'{what}: {path} holds no "arrays" object; expected {{"arrays": {{NAME: [...], ...}}, ...}}{flat}')
             header = {k: v for k, v in doc.items() if k not in ("arrays", FORWARD)}
             return header, {n: _Entry(lambda v=v: _json_array(v)) for n, v in doc["arrays"].items()}, fmt
         if fmt == "npz":
@@ -388,22 +392,39 @@ def _case_model(header: dict, given: str | None, path: Path) -> str:
         if given is not None and given != named:
             raise CaseError(f"case: {path} is a case of model {named}, not of --model {given}")
         return named
-    if given is None:
-        raise CaseError(
-            f"case: {path} was exported with the model file {named}; bncheck never imports a file a case "
-            f"names: give the model file on the command line, --model PATH/{Path(named).name}"
-        )
-    if Path(given).name != Path(named).name:
-        raise CaseError(f"case: {path} was exported with the model file {named}, and --model names {given}")
     recorded = header.get("model_sha256")
     if not isinstance(recorded, str):
         raise CaseError(f"case: {path} records no model_sha256 of its model file {named}; export it again")
-    if model_file_digest(Path(given)) != recorded:
+    if given is None:
+        beside = _beside(path, Path(named).name, recorded)
         raise CaseError(
-            f"case: --model {given} is not the model file {path} was exported with: its sha256 differs "
+            f"case: {path} was exported with the model file {named}; bncheck never imports a file a case "
+            f"names: give the model file on the command line, --model "
+            + (f"{beside} (the file of that name beside the case, whose sha256 is the one it records)" if beside
+               else f"PATH/{Path(named).name}")
+        )
+    # The source is what identifies the model, not the file's name: a copy under another name is it.
+    if model_file_digest(Path(given)) != recorded:
+        named_so = "" if Path(given).name == Path(named).name else f" ({named})"
+        raise CaseError(
+            f"case: --model {given} is not the model file {path} was exported with{named_so}: its sha256 differs "
             f"(the case records {recorded[:12]}…); export the case again with this model file"
         )
     return given
+
+
+def _beside(case: Path, name: str, digest: str) -> Path | None:
+    """The file `name` beside the case (or inside a csv case's folder) whose source has `digest`, for
+    the hint: it is read to be hashed, never imported."""
+    for folder in (case.parent, *([case] if case.is_dir() else [])):
+        candidate = folder / name
+        try:
+            if candidate.is_file() and candidate.stat().st_size <= SETTINGS_BYTES * 16 and \
+                    hashlib.sha256(candidate.read_bytes()).hexdigest() == digest:
+                return candidate
+        except OSError:
+            continue
+    return None
 
 
 def read_case(path: Path, flags: dict[str, Any]) -> Case:

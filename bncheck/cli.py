@@ -50,11 +50,13 @@ ConfigOption = Annotated[
 DebugOption = Annotated[bool, typer.Option(help="Show tracebacks for errors.")]
 
 
-def command(group: typer.Typer, name: str, settings: tuple[str, ...], *fixed: inspect.Parameter):
+def command(group: typer.Typer, name: str, settings: tuple[str, ...], *fixed: inspect.Parameter,
+            short_help: str | None = None):
     """Registers the decorated function as command `name` of `group`, taking the parameters `fixed`
     and an option for each of `settings`, declared once in bncheck.options (type, help, default);
     None means "not given", so that the config file and the defaults apply. The function gets the
-    fixed parameters by name, `debug`, and the settings given as a dict `flags`."""
+    fixed parameters by name, `debug`, and the settings given as a dict `flags`. `short_help` is its
+    line in the group's --help, short enough that click does not cut it."""
     from bncheck.options import BY_NAME
 
     options = [
@@ -75,7 +77,7 @@ def command(group: typer.Typer, name: str, settings: tuple[str, ...], *fixed: in
         run.__signature__ = inspect.Signature(parameters)
         run.__annotations__ = {p.name: p.annotation for p in parameters}
         run.__doc__ = body.__doc__
-        group.command(name)(run)
+        group.command(name, short_help=short_help)(run)
         return body
 
     return register
@@ -202,6 +204,7 @@ def _top(
     _argument("derivation", Optional[str], "A derivation .py file, or a built-in of the model (bn-mlp: closed-form "
               "(default), kronecker, seed-question; see `bncheck models`).", None),
     _CONFIG,
+    short_help="Check a derivation against JAX autodiff.",
 )
 def verify(derivation: str | None, config: Path | None, debug: bool, flags: dict) -> None:
     """Check a derivation's functions against jax.grad / jax.jacfwd / jax.jvp over a sweep of draws."""
@@ -274,7 +277,7 @@ case_app = typer.Typer(
     rich_markup_mode=None,
     help="One draw as a file, for gradients computed in another language; check them with verify-values.",
 )
-app.add_typer(case_app, name="case")
+app.add_typer(case_app, name="case", short_help="Export one draw, to check values from elsewhere.")
 
 
 @command(
@@ -282,6 +285,7 @@ app.add_typer(case_app, name="case")
     _option("out", Path, "--out", "Where to write: a .json or .npz file, or a folder for csv.", inspect.Parameter.empty),
     _option("format", Optional[str], "--format", "json | npz | csv (a folder). [default: npz for a .npz --out, else json]"),
     _CONFIG,
+    short_help="Write one draw to a file.",
 )
 def case_export(out: Path, format: str | None, config: Path | None, debug: bool, flags: dict) -> None:
     """Write one draw: its settings, every input and parameter, and the forward record.
@@ -310,6 +314,7 @@ def case_export(out: Path, format: str | None, config: Path | None, debug: bool,
     app, "verify-values", ("model", "max_memory_mb", *names("tolerance", "report")),
     _argument("case", Path, "A case written by `bncheck case export` (.json, .npz or csv folder)."),
     _argument("values", Path, "Your values, named as the functions (grad_beta, grad_G1, jac_B_G1, ...), in the case's layout."),
+    short_help="Check values computed elsewhere on a case.",
 )
 def verify_values(case: Path, values: Path, debug: bool, flags: dict) -> None:
     """Check gradients and Jacobians computed elsewhere on an exported case, reporting as verify does.
@@ -331,7 +336,7 @@ def verify_values(case: Path, values: Path, debug: bool, flags: dict) -> None:
     raise typer.Exit(status)
 
 
-@app.command()
+@app.command(short_help="List the models and what they check.")
 def models(
     model: Annotated[
         Optional[str], typer.Argument(help="Show only this model: a built-in name or a model file PATH.py.")
@@ -396,7 +401,7 @@ demo_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Run a 
 app.add_typer(demo_app, name="demo")
 
 
-@demo_app.command()
+@demo_app.command(short_help="Seed 002: the naive dR/db on numbers.")
 def centering(
     steps: Annotated[int, typer.Option(help="Gradient steps on b.")] = 40,
     lr: Annotated[float, typer.Option(help="Learning rate of each step b <- b - lr dR/db.")] = 1.0,
@@ -418,6 +423,7 @@ def centering(
             'fixed size, "s=" a scalar). Arguments left out keep their defaults.', inspect.Parameter.empty),
     _option("dims", Optional[str], "--dims", "Inclusive sweep range of each dimension, e.g. N=2:64,D=1:32. "
             "[default: 1:16 each]"),
+    short_help="Check a jax.custom_vjp / custom_jvp rule.",
 )
 def verify_rule(rule: str, shapes: str, dims: str | None, debug: bool, flags: dict) -> None:
     """Check a jax.custom_vjp / jax.custom_jvp rule against autodiff of the function without its rule.

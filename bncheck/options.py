@@ -82,8 +82,8 @@ class Option:
 
 OPTIONS = (
     Option("model", str, "bn-mlp", "A built-in model (see `bncheck models`) or your own model file PATH.py.", "model"),
-    Option("outputs", int, None, "Output columns k of bn-mlp (fixes k for every draw). [default: 1]", "model",
-           low=1, high=MAX_SIZE),
+    Option("outputs", int, None, "bn-mlp: output columns k, the same for every draw. Without it, each draw's k "
+           "comes from the sweep (a config's [sweep] k; 1 by default).", "model", low=1, high=MAX_SIZE),
     Option("activation", str, "relu", "relu | tanh | sigmoid | softplus | identity.", "option", choices=ACTIVATIONS),
     Option("ddof", int, 0, "Variance divisor N - ddof: 0 as in the BN paper, 1 as R's scale().", "option",
            choices=(0, 1)),
@@ -118,7 +118,10 @@ OPTIONS = (
     Option("rtol", float, TOLERANCES["float64"].rtol, "Pass if max|got-ref| <= atol + rtol*max|ref| + noise floor.",
            "tolerance", low=0, shown="by dtype"),
     Option("atol", float, TOLERANCES["float64"].atol, "Absolute tolerance.", "tolerance", low=0, shown="by dtype"),
-    Option("require", str, None, "Checks that must be defined: all, or names such as beta,gamma,jac_B_G1.", "report"),
+    Option("require", str, None, "Functions that must be defined (one missing fails the run), comma-separated: "
+           "grads (every gradient the model lists), all (every function it lists: its jac_ and jvp_ forms too; "
+           "see `bncheck models`), an input or parameter (beta, G1: its gradient) or a function name (jac_B_G1).",
+           "report"),
     Option("json", str, None, "Write the JSON report here ('-' for standard output, and no table).", "report"),
     Option("junit", str, None, "Write a JUnit XML report here ('-' for standard output, and no table).", "report"),
 )

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from bncheck.errors import BncheckError
 from bncheck.loader import Derivation, load_derivation
-from bncheck.models import Model, get_model
+from bncheck.models import Model, get_model, model_spec
 from bncheck.report import Report, build_report
 from bncheck.settings import Settings, resolve
 
@@ -25,7 +25,7 @@ def verify(
     """Verifies a derivation (path, built-in name or module; None for the model's default built-in).
 
     Settings come from `settings` if given, else from `config` and keyword flags as on the command
-    line (`verify("mine.py", ddof=1, shape="N=10,p1=7,p2=4")`).
+    line (`verify("mine.py", ddof=1, shape="N=10,p1=7,p2=4")`); `model` may be an imported module.
     """
     from bncheck.userfile import guarded, put_back
 
@@ -33,6 +33,8 @@ def verify(
     # the report: see userfile.guarded.
     with guarded():
         if settings is None:
+            if isinstance(flags.get("model"), ModuleType):
+                flags["model"] = model_spec(flags["model"])
             settings = resolve(flags, config)
         model = get_model(settings.model, settings.to_dict())
         if derivation is None and model.default_derivation is None:

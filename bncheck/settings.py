@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 
 from bncheck.compare import TOLERANCES
 from bncheck.errors import SettingsError, describe
-from bncheck.models import Model, get_model, is_model_path
+from bncheck.models import REQUIRE_GROUPS, Model, get_model, is_model_path
 from bncheck.options import BY_NAME, MAX_SIZE, MODEL_OPTIONS, OPTIONS, Option
 
 class _Methods:
@@ -375,8 +375,9 @@ def _validate(s: Settings, model: Model) -> None:
             raise SettingsError(f"{'shape' if s.shape is not None else 'sweep'}: {problem}")
     known = set(model.checks) | set(model.targets())
     for token in s.require:
-        if token != "all" and token not in known:
+        if token not in REQUIRE_GROUPS and token not in known:
             raise SettingsError(
-                f"require: unknown check {reprlib.repr(token)}; use all, a parameter ({', '.join(model.targets())}) "
-                f"or a function name ({', '.join(model.checks)})"
+                f"require: unknown check {reprlib.repr(token)}; use grads (every gradient), all (every function "
+                f"the model lists), an input or parameter ({', '.join(model.targets())}) or a function name "
+                f"({', '.join(model.checks)})"
             )

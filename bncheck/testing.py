@@ -3,7 +3,7 @@
     from bncheck.testing import assert_derivation
 
     def test_my_gradients():
-        assert_derivation("derivations/mine.py", ddof=1, trials=50, require="all")
+        assert_derivation("derivations/mine.py", ddof=1, trials=50, require="grads")
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def report_text(report: Report, width: int = 100) -> str:
 
 def assert_derivation(derivation: str | Path | ModuleType, config: str | Path | None = None, **settings: Any) -> Report:
     """Verifies `derivation` (a path, a built-in name or an imported module) with the settings of
-    `bncheck verify` as keywords (`ddof=1`, `shape="N=10,p1=7,p2=4"`, `require="all"`) and returns the
+    `bncheck verify` as keywords (`ddof=1`, `shape="N=10,p1=7,p2=4"`, `require="grads"`) and returns the
     report; raises AssertionError with the report's text when a check fails.
 
     A SystemExit (a `sys.exit(0)` in the derivation), GeneratorExit or other BaseException that

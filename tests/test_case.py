@@ -201,6 +201,20 @@ def test_csv_values_with_r_missing_values_and_a_header(cases, tmp_path):
     assert checks["grad_G1"]["passed"] and checks["jac_B_G1"]["passed"]
 
 
+def test_values_may_come_flat_without_the_arrays_object(cases, correct, tmp_path):
+    # {"grad_beta": [...], ...} as well as {"arrays": {...}} (issue 16): the same report.
+    arrays = {name: correct[name].tolist() for name in GRADIENTS}
+    arrays["grad_G2"] = (10 * correct["grad_G2"]).tolist()  # N times too large, to be named
+    flat, nested = tmp_path / "flat.json", tmp_path / "nested.json"
+    flat.write_text(json.dumps(arrays))
+    nested.write_text(json.dumps({"arrays": arrays}))
+    (status, report), (again, want) = verify_values(cases["json"], flat, tmp_path), verify_values(cases["json"], nested, tmp_path)
+    assert status == again == 1
+    assert {n: c["status"] for n, c in by_name(report).items()} == {n: c["status"] for n, c in by_name(want).items()}
+    assert by_name(report)["grad_G2"]["diagnosis"]["factor_name"] == "N"
+    assert {n for n, c in by_name(report).items() if c["status"] == "pass"} == {"grad_beta", "grad_gamma", "grad_G1"}
+
+
 # ------------------------------------------------------------------------------- exit 2, one line
 
 
@@ -217,7 +231,7 @@ def _case_with(cases, tmp_path, change) -> Path:
     [
         ("values", None, "values: no such file or folder"),
         ("values", "{", "holds invalid JSON"),
-        ("values", '{"grad_beta": [1, 2, 3, 4]}', 'holds no "arrays" object'),
+        ("values", '[[1, 2, 3, 4]]', 'holds no "arrays" object'),
         ("values", '{"arrays": {}}', "holds no arrays"),
         ("values.npz", "not a zip", "is not an npz file"),
         ("values.txt", "1,2", "cannot tell the layout"),

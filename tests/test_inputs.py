@@ -139,11 +139,17 @@ def _layernorm_case(tmp_path: Path) -> tuple[Path, Path, Path]:
 def test_a_case_from_a_model_file_is_checked_against_the_one_given(tmp_path):
     model, case, values = _layernorm_case(tmp_path)
     assert invoke(["verify-values", case, values, "--model", model]).exit_code == 1  # a wrong grad_beta
-    assert_one_line_error(invoke(["verify-values", case, values]), "exported with the model file model.py", "--model")
+    # Without --model: the file beside the case whose source the case records is named, never imported.
+    assert_one_line_error(invoke(["verify-values", case, values]), "exported with the model file model.py",
+                          f"--model {model} (the file of that name beside the case")
+    # A copy under another name is the same model: its source, not its name, identifies it.
     other = write(tmp_path / "other.py", model.read_text())
-    assert_one_line_error(invoke(["verify-values", case, values, "--model", other]), "--model names", "other.py")
+    assert invoke(["verify-values", case, values, "--model", other]).exit_code == 1
+    write(other, model.read_text() + "# edited\n")
+    assert_one_line_error(invoke(["verify-values", case, values, "--model", other]), "sha256 differs", "(model.py)")
     model.write_text(model.read_text() + "# edited\n")
     assert_one_line_error(invoke(["verify-values", case, values, "--model", model]), "sha256 differs")
+    assert_one_line_error(invoke(["verify-values", case, values]), "--model PATH/model.py")
 
 
 def test_a_case_of_a_built_in_refuses_another_model(cases, grad_beta_values):

@@ -13,7 +13,8 @@ and optionally
     def sample(rng, d): ...       # {name: array} replacing the standard-normal draw of those arrays
     SUMMARY = "..."               # one line for `bncheck models` (else the docstring's first line)
     OUTPUTS = {"y": "..."}        # descriptions of forward's fields (else found by tracing forward)
-    CHECKS = ("grad_gamma", ...)  # the functions `--require all` asks for (else grad_ of each param)
+    CHECKS = ("grad_gamma", ...)  # the functions `--require all` asks for (else grad_ of each param);
+                                  # `--require grads` asks for the grad_ ones
 
 Built-ins add what only they need: `OPTIONS` (the settings forward reads, passed as a keyword-only
 `options` dict), a keyword-only `masks` argument (forward honours zero-padding, so draws of many
@@ -63,6 +64,10 @@ class Check:
     kind: str  # "gradient" (grad_), "jacobian" (dense jac_) or "jvp" (the differential form)
     target: str
     output: str | None = None  # the differentiated forward field, for jac_ and jvp_
+
+
+# The words --require takes for groups of a model's functions (beside single names).
+REQUIRE_GROUPS = ("grads", "all")
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,21 @@ class Model:
                         return Check(name, kind, target, output)
         return None
 
+    def required(self, tokens: tuple[str, ...]) -> set[str]:
+        """The functions --require asks for: `grads` every gradient this model lists, `all` every
+        function it lists (jac_ and jvp_ forms too), an input or parameter its gradient, a name itself."""
+        out: set[str] = set()
+        for token in tokens:
+            if token == "all":
+                out |= set(self.checks)
+            elif token == "grads":
+                out |= {name for name in self.checks if name.startswith("grad_")}
+            elif token in self.targets():
+                out.add(f"grad_{token}")  # an input's gradient (grad_X) too, which CHECKS need not list
+            else:
+                out |= {name for name in self.checks if name == token}
+        return out
+
     def targets(self) -> tuple[str, ...]:
         """Every array a `grad_` function may be written for: the inputs, then the parameters."""
         return self._names(self.inputs) + self._names(self.params)
@@ -179,6 +199,21 @@ _BUILTIN = {
 
 # Model files loaded, by module, path given and the options they read (see get_model).
 _LOADED: dict[tuple, Model] = {}
+# Modules a caller imported and passed as the model (verify(model=module)), by the spec that names them.
+_GIVEN: dict[str, ModuleType] = {}
+
+
+def model_spec(model: str | ModuleType) -> str:
+    """How settings name a model: a built-in's name or a path as it is; an imported module (which
+    `verify(model=module)` takes, as it takes a module as the derivation) by its file's path, or by its
+    name where it has no file. The module is kept, so get_model uses it as it is, never importing the
+    file again."""
+    if not isinstance(model, ModuleType):
+        return model
+    file = getattr(model, "__file__", None)
+    spec = str(file) if file else f"<module {model.__name__}>"
+    _GIVEN[spec] = model
+    return spec
 
 
 def model_names() -> tuple[str, ...]:
@@ -194,8 +229,8 @@ def get_model(spec: str, options: Mapping[str, Any] | None = None) -> Model:
 
     A path is imported: call this only with a path the user gave as a model file (`--model`,
     `verify(model=...)`), never with one read from a config, case or values file."""
-    if is_model_path(spec):
-        module = import_user_file(Path(spec), "model", "bncheck_model", reuse=True)
+    if spec in _GIVEN or is_model_path(spec):
+        module = _GIVEN.get(spec) or import_user_file(Path(spec), "model", "bncheck_model", reuse=True)
         # Loaded once per file and options: the settings and the run ask for the same model, and
         # loading traces the file's forward.
         key = (module.__name__, spec, repr(sorted((k, v) for k, v in (options or {}).items() if k in MODEL_OPTIONS)))

@@ -179,9 +179,7 @@ def _from_tally(tally: Tally, found: Assessment, derivation: Derivation, model: 
 def build_report(model: Model, settings: Settings, derivation: Derivation, sweep: SweepResult,
                  assessments: dict[str, Assessment]) -> Report:
     """The report of a sweep and what was assessed after it: data shaping only, nothing computed."""
-    required = set(model.checks) if "all" in settings.require else set()
-    for token in settings.require:
-        required |= {name for name in model.checks if token in (name, name.removeprefix("grad_"))}
+    required = model.required(settings.require)
 
     results: dict[str, CheckResult] = {}
     for name, tally in sweep.tallies.items():
@@ -192,7 +190,7 @@ def build_report(model: Model, settings: Settings, derivation: Derivation, sweep
             reference=None, status="error", passed=False, trials=0,
             diagnosis=assessments[name].diagnosis, message=why,
         )
-    for name in model.checks:
+    for name in (*model.checks, *sorted(required - set(model.checks))):
         if name not in results:
             results[name] = CheckResult(
                 name=name, target=model.check(name).target,
