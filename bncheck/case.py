@@ -393,16 +393,16 @@ def _case_model(header: dict, given: str | None, path: Path) -> str:
             raise CaseError(f"case: {path} is a case of model {named}, not of --model {given}")
         return named
     recorded = header.get("model_sha256")
-    if not isinstance(recorded, str):
-        raise CaseError(f"case: {path} records no model_sha256 of its model file {named}; export it again")
     if given is None:
-        beside = _beside(path, Path(named).name, recorded)
+        beside = _beside(path, Path(named).name, recorded) if isinstance(recorded, str) else None
         raise CaseError(
             f"case: {path} was exported with the model file {named}; bncheck never imports a file a case "
             f"names: give the model file on the command line, --model "
             + (f"{beside} (the file of that name beside the case, whose sha256 is the one it records)" if beside
                else f"PATH/{Path(named).name}")
         )
+    if not isinstance(recorded, str):
+        raise CaseError(f"case: {path} records no model_sha256 of its model file {named}; export it again")
     # The source is what identifies the model, not the file's name: a copy under another name is it.
     if model_file_digest(Path(given)) != recorded:
         named_so = "" if Path(given).name == Path(named).name else f" ({named})"
