@@ -37,7 +37,7 @@ from bncheck.engine import Engine
 CODES = {
     "scale": "got = c × reference, c named where it can be (N, 1/N, 2, ...), or a per-column factor",
     "sign": "got = −reference",
-    "transpose": "got = referenceᵀ, or a dense Jacobian in row-major vec order",
+    "transpose": "got = referenceᵀ, or a dense Jacobian laid out differently (row-major vec, Kronecker factors swapped)",
     "shape": "the wrong shape, or not an array of numbers; a repair that fits is diagnosed in turn",
     "batch-stats-constant": "matches the gradient with the batch statistics (mu and sigma, mu, or sigma) held constant",
     "ddof": "matches the derivative for the other variance convention",

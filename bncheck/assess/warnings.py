@@ -14,6 +14,7 @@ Both are warnings: they never change a check's verdict.
 from __future__ import annotations
 
 from bncheck.check import Tally
+from bncheck.text import counted
 
 
 def warnings_of(tally: Tally, dtype: str) -> list[str]:
@@ -26,8 +27,8 @@ def warnings_of(tally: Tally, dtype: str) -> list[str]:
         )
     if tally.first_broken is not None:
         draw, message = tally.first_broken
-        out.append(f"invariant broken on {tally.broken} of {tally.ran} draw{'s' if tally.ran != 1 else ''}, "
-                   f"first at {draw.case_id(dtype)}: {message}")
+        out.append(f"invariant broken on {tally.broken} of {counted(tally.ran, 'draw')}, first at "
+                   f"{draw.case_id(dtype)}: {message}")
     return out
 
 
