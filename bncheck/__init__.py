@@ -13,12 +13,15 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "verify": "bncheck.pipeline",
+    "verify_files": "bncheck.pipeline",
+    "check_backward": "bncheck.backward",
     "check_rule": "bncheck.rules",
     "resolve": "bncheck.settings",
     "Settings": "bncheck.settings",
     "load_derivation": "bncheck.loader",
     "get_model": "bncheck.models",
     "Report": "bncheck.report",
+    "Reports": "bncheck.report",
     "CheckResult": "bncheck.report",
     "Ctx": "bncheck.sweep",
     "BncheckError": "bncheck.errors",

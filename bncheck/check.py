@@ -36,13 +36,14 @@ from bncheck.errors import BncheckError
 from bncheck.loader import Derivation
 from bncheck.models import Check
 from bncheck.text import MESSAGE_LIMIT, exception_text, printable
-from bncheck.userfile import put_back, shown_path, user_frames
+from bncheck.userfile import own_frames, put_back, shown_path
 
 # The reference each kind of check is compared with, by name; a dense Jacobian over a share of the
 # budget is compared by its products instead.
 REFERENCE_NAMES = {"gradient": "jax.grad", "jacobian": "jax.jacfwd", "jvp": "jax.jvp"}
 PRODUCTS = "jax.jvp/jax.vjp products"
 FAILURE_SAMPLES = 32  # failing (got, ref) pairs kept per check for the diagnosis
+RAISE_SHAPES = 5  # distinct shapes kept of the draws a function raised on, for the report
 # What the failing samples of one check may hold, as a share of --max-memory-mb.
 SAMPLES_SHARE = 1 / 8
 
@@ -82,11 +83,13 @@ def describe(err: BaseException) -> str:
     return printable(text, MESSAGE_LIMIT)
 
 
-def user_traceback(err: BaseException, file: str) -> list[str]:
-    """'FILE:LINE: code' of each frame in the user's own file, outermost first (else the innermost
-    frame): bncheck's frames and the libraries' say nothing about the user's slip."""
+def user_traceback(err: BaseException) -> list[str]:
+    """'FILE:LINE: code' of each frame in the user's own code, outermost first (else the innermost
+    frame): every file outside bncheck, JAX, NumPy and the standard library, so an error inside a
+    module the derivation imports shows its line there too; bncheck's frames and the libraries' say
+    nothing about the user's slip."""
     try:
-        frames = user_frames(err, file) or traceback.extract_tb(err.__traceback__)[-1:]
+        frames = own_frames(err) or traceback.extract_tb(err.__traceback__)[-1:]
     except Exception:  # a traceback whose frames cannot be read says nothing more
         return []
     return [printable(f"{shown_path(frame.filename)}:{frame.lineno}: {(frame.line or '').strip()}", 300) for frame in frames]
@@ -99,6 +102,7 @@ class Raised:
     message: str
     frames: list[str]
     out_of_memory: bool = False
+    timed_out: bool = False
 
 
 _CTX_CLASS = dict(vars(Ctx))
@@ -118,7 +122,7 @@ def _ctx_class_kept() -> bool:
     return False
 
 
-def call(fn, args: tuple, timeout: float, file: str) -> Any:
+def call(fn, args: tuple, timeout: float) -> Any:
     """fn(*args) converted to a float64 array (NotAnArray when it is none), or Raised. A Ctrl-C
     (KeyboardInterrupt) is the person's, not the function's: it stops the run."""
     fields = dict(vars(args[0])) if args and isinstance(args[0], Ctx) else {}
@@ -130,7 +134,7 @@ def call(fn, args: tuple, timeout: float, file: str) -> Any:
     except BaseException as err:  # noqa: BLE001 - the user's code may raise anything; see the module docstring
         _ctx_class_kept()
         put_back()
-        return Raised(describe(err), user_traceback(err, file), isinstance(err, MemoryError))
+        return Raised(describe(err), user_traceback(err), isinstance(err, MemoryError), isinstance(err, CallTimeout))
     put_back()
     if not _ctx_class_kept():
         return Raised("the function changed the class of ctx, which every check shares (put back)", [])
@@ -144,7 +148,7 @@ def call(fn, args: tuple, timeout: float, file: str) -> Any:
     except KeyboardInterrupt:
         raise
     except BaseException as err:  # noqa: BLE001
-        return Raised(f"its value could not be read as an array: {describe(err)}", user_traceback(err, file))
+        return Raised(f"its value could not be read as an array: {describe(err)}", user_traceback(err))
     return array if array is not None else NotAnArray(value)
 
 
@@ -168,8 +172,14 @@ class Tally:
     failures: int = 0
     worst_values: tuple[np.ndarray, np.ndarray] | None = None  # (got, ref) at `worst` when it failed
     first_problem: tuple[Draw, Comparison] | None = None
-    # draw, "Type: message", and the traceback's frames in the user's own file ("file:line: code").
+    # The draws on which the function raised: how many, the first (draw, "Type: message", the user's
+    # traceback frames "file:line: code"), and the distinct shapes of the first few. A raise fails its
+    # draw, not the check's sweep: the other draws are still called and compared.
+    raises: int = 0
     error: tuple[Draw, str, list[str]] | None = None
+    raise_shapes: list[dict[str, int]] = field(default_factory=list)
+    # After a call that ran past --timeout the function is called no more: each draw would wait as long.
+    stopped: bool = False
     samples: list[tuple[Draw, Any, np.ndarray]] = field(default_factory=list)
     sample_bytes: int = 0
     # Draws checked against a dense jax.jacfwd Jacobian and by products (matrix-free).
@@ -229,7 +239,18 @@ class Tally:
             self.skip_reason = f"the function ran out of memory at {draw.case_id('float64')}: {raised.message}"
             return
         self.ran += 1
-        self.error = (draw, raised.message, raised.frames)
+        self.raises += 1
+        if self.error is None:
+            self.error = (draw, raised.message, raised.frames)
+        if len(self.raise_shapes) < RAISE_SHAPES and draw.dims not in self.raise_shapes:
+            self.raise_shapes.append(dict(draw.dims))
+        if raised.timed_out:
+            self.stopped = True
+
+    @property
+    def raised_everywhere(self) -> bool:
+        """Whether the function raised on every draw it was called on (no value to compare at all)."""
+        return self.raises > 0 and self.raises == self.ran
 
 
 def rows(c: Check, value) -> list:
@@ -334,22 +355,23 @@ class Checker:
     def one(self, c: Check, tally: Tally, draw: Draw, record: Record, ctx: Ctx) -> Verdict | None:
         """One check's verdict on one draw; None where nothing is left to settle (a raise, a skip, a
         product check, which is tallied at once)."""
-        if tally.error is not None or c.name not in record.exact:
-            # Already broken (a raise), or skipped at this size. A wrong shape is not: its values at
-            # other draws tell diagnose which repair fits.
+        if tally.stopped or c.name not in record.exact:
+            # Timed out before, or skipped at this size. A raise or a wrong shape stops nothing: the
+            # other draws' values say whether the function is also wrong where it runs, and which
+            # repair fits.
             return None
         s = self.settings
-        fn, file = self.derivation.functions[c.name], self.derivation.file
+        fn = self.derivation.functions[c.name]
         if c.kind == "jvp":
             got = []
             for V in draw.directions[c.target]:
-                value = call(fn, (ctx, frozen(V.astype(s.dtype, copy=False))), s.timeout, file)
+                value = call(fn, (ctx, frozen(V.astype(s.dtype, copy=False))), s.timeout)
                 if isinstance(value, Raised):
                     tally.raised(draw, value)
                     return None
                 got.append(value)
         else:
-            got = call(fn, (ctx,), s.timeout, file)
+            got = call(fn, (ctx,), s.timeout)
             if isinstance(got, Raised):
                 tally.raised(draw, got)
                 return None

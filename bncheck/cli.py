@@ -201,20 +201,22 @@ def _top(
 
 @command(
     app, "verify", OPTION_NAMES,
-    _argument("derivation", Optional[str], "A derivation .py file, or a built-in of the model (bn-mlp: closed-form "
-              "(default), kronecker, seed-question; see `bncheck models`).", None),
+    _argument("derivation", Optional[list[str]], "A derivation .py file, or a built-in of the model (bn-mlp: "
+              "closed-form (default), kronecker, seed-question; see `bncheck models`). Several files are checked "
+              "against the same draws, with one summary line each.", None),
     _CONFIG,
     short_help="Check a derivation against JAX autodiff.",
 )
-def verify(derivation: str | None, config: Path | None, debug: bool, flags: dict) -> None:
+def verify(derivation: list[str] | None, config: Path | None, debug: bool, flags: dict) -> None:
     """Check a derivation's functions against jax.grad / jax.jacfwd / jax.jvp over a sweep of draws."""
+    files = derivation or [None]
     with _guard(debug):
         with _stdout_for_reports():
             from bncheck.settings import report_paths, resolve
 
             settings = resolve(flags, config)
-            report_paths(settings.json, settings.junit, [derivation])
-            report = _run(derivation, settings)
+            report_paths(settings.json, settings.junit, files)
+            report = _run(files, settings)
         status = _finish(report, settings)
     raise typer.Exit(status)
 
@@ -224,7 +226,8 @@ def _finish(report, settings) -> int:
     a report takes stdout: then there is no table (a pipeline reads the report; a person reads its
     exit status and, for an error, one line on stderr). A report that cannot be written does not keep the others from
     being written; it makes the run exit 2, with one line."""
-    from bncheck.report.console import ReportView
+    from bncheck.report import Reports
+    from bncheck.report.console import ReportsView, ReportView
     from bncheck.report.jsonfile import to_json, write_json
     from bncheck.report.junit import junit_bytes, write_junit
 
@@ -232,7 +235,7 @@ def _finish(report, settings) -> int:
     on_stdout = "-" in (settings.json, settings.junit)
     if not on_stdout:
         try:
-            _print(console, ReportView(report))
+            _print(console, ReportsView(report) if isinstance(report, Reports) else ReportView(report))
         except BncheckError as err:
             problems.append(str(err))
     else:
@@ -263,13 +266,16 @@ def _write_stdout(data: bytes) -> None:
         buffer.flush()
 
 
-def _run(derivation, settings):
-    from bncheck.pipeline import verify as run_verify
+def _run(files: list[str | None], settings):
+    """verify one file, or many against the same draws."""
+    from bncheck.pipeline import verify as run_verify, verify_files
     from bncheck.progress import sweep_progress
 
     quiet = "-" in (settings.json, settings.junit) or not errors.is_terminal
     with sweep_progress(errors, settings.trials, quiet) as (on_phase, on_progress):
-        return run_verify(derivation, settings, on_progress=on_progress, on_phase=on_phase)
+        if len(files) == 1:
+            return run_verify(files[0], settings, on_progress=on_progress, on_phase=on_phase)
+        return verify_files(files, settings, on_progress=on_progress, on_phase=on_phase)
 
 
 case_app = typer.Typer(
@@ -380,6 +386,9 @@ def _model_table(m):
     row("ctx fields", "inputs and parameters above, " + ", ".join([*m.dims, *m.options]))
     for field, text in m.outputs.items():
         row("", f"{field}: {text}")
+    if m.layer_output is not None:
+        upstream = "R = sum(out * dout)" if "dout" in m.targets() else "R is out, dout = 1"
+        row("layer output", f"{m.layer_output}: verify-backward checks a forward's out against it ({upstream})")
     row("functions", ", ".join(m.checks))
     row("", "also grad_<input>, jac_<field>_<target>, jvp_<field>_<target> for any ctx field")
     if m.derivations:
@@ -417,7 +426,7 @@ def centering(
 
 
 @command(
-    app, "verify-rule", names("draws", "run", "tolerance", "report", but=("require", "max_jacobian_mb")),
+    app, "verify-rule", names("draws", "run", "tolerance", "report", but=("require", "max_jacobian_mb", "param_shapes")),
     _argument("rule", str, "FILE.py:FUNC, a function decorated with jax.custom_vjp or jax.custom_jvp."),
     _option("shapes", str, "--shapes", 'The dimensions of each argument of FUNC, e.g. "x=N,D g=D" (a number is a '
             'fixed size, "s=" a scalar). Arguments left out keep their defaults.', inspect.Parameter.empty),
@@ -442,6 +451,45 @@ def verify_rule(rule: str, shapes: str, dims: str | None, debug: bool, flags: di
             with sweep_progress(errors, flags.get("trials") or Settings.trials, quiet) as (on_phase, on_progress):
                 report, settings = run_rule(rule, shapes, dims, on_progress=on_progress, on_phase=on_phase, **flags)
         status = _finish(report, settings)
+    raise typer.Exit(status)
+
+
+@command(
+    app, "verify-backward", names("model", "option", "draws", "run", "tolerance", "report", but=("require",)),
+    _argument("files", list[str], "Your module(s) FILE.py, imported as they are; several are checked against the "
+              "same draws, with one summary line each."),
+    _option("forward", str, "--forward", "A Python expression over your module's names and the draw's (the model's "
+            "inputs, parameters, dimensions and settings such as eps), evaluated once per draw: the layer's out, or "
+            "(out, cache, ...), e.g. 'batchnorm_forward(x, gamma, beta, {\"mode\": \"train\", \"eps\": eps})'.",
+            inspect.Parameter.empty),
+    _option("backward", str, "--backward", "A Python expression evaluated once per draw with dout and cache bound too: "
+            "one gradient per name of --wrt, in that order, e.g. 'batchnorm_backward(dout, cache)'.",
+            inspect.Parameter.empty),
+    _option("wrt", str, "--wrt", "The names backward returns gradients for, in its order, e.g. x,gamma,beta.",
+            inspect.Parameter.empty),
+    _CONFIG,
+    short_help="Check a layer's forward and backward functions.",
+)
+def verify_backward(files: list[str], forward: str, backward: str, wrt: str, config: Path | None, debug: bool,
+                    flags: dict) -> None:
+    """Check a layer's forward and backward functions, as written, against a layer model (--model).
+
+    Checks grad_<name> for each name of --wrt, and forward: the out your forward returns against the
+    model's output. Reports, exit status and replays are verify's.
+    """
+    with _guard(debug):
+        with _stdout_for_reports():
+            from bncheck.backward import verify_backward as run_backward
+            from bncheck.progress import sweep_progress
+            from bncheck.settings import report_paths, resolve
+
+            settings = resolve(flags, config)
+            report_paths(settings.json, settings.junit, files)
+            quiet = "-" in (settings.json, settings.junit) or not errors.is_terminal
+            with sweep_progress(errors, settings.trials, quiet) as (on_phase, on_progress):
+                reports, settings = run_backward(files, forward, backward, wrt, settings,
+                                                 on_progress=on_progress, on_phase=on_phase)
+        status = _finish(reports.files[0] if len(files) == 1 else reports, settings)
     raise typer.Exit(status)
 
 

@@ -367,12 +367,13 @@ class Engine:
         self.run(fn, [draw], draw.dims, lambda _, out: record.update(out["fwd"]), 1, dtype=np.dtype(dtype))
         return record
 
-    def variants(self, c: Check, draws: list[Draw]) -> dict[str, tuple[list[Any], list[dict[str, np.ndarray]]]]:
+    def variants(self, c: Check, draws: list[Draw], others: dict[str, dict[str, Any]] | None = None,
+                 ) -> dict[str, tuple[list[Any], list[dict[str, np.ndarray]]]]:
         """{key: (reference of each draw, forward record of each draw)} under the model's own settings
-        ("") and each of its variants (Model.variants), all in one compile."""
+        ("") and each of its variants (Model.variants), or of `others` {key: settings}, all in one compile."""
         from bncheck.references import Plan, variants_program
 
-        cfgs = {"": self.cfg, **self.model.variants(self.cfg)}
+        cfgs = {"": self.cfg, **(self.model.variants(self.cfg) if others is None else others)}
         if c.kind == "gradient":
             plan = Plan(grads=(c.target,))
         elif c.kind == "jvp":

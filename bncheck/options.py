@@ -110,6 +110,9 @@ OPTIONS = (
            choices=REFERENCES),
     Option("timeout", float, 60.0, "Seconds one call of a derivation function may take; a slower call fails its "
            "check (0: no limit).", "run", low=0, high=10**9),
+    Option("param_shapes", str, None, "Your code's shapes of inputs or parameters that differ from the model's by a "
+           "reshape, in its dimension names, e.g. 'gamma=1,D beta=1,D': your functions get them so shaped, and a "
+           "gradient returned so shaped is compared reshaped to the model's.", "run"),
     Option("max_jacobian_mb", float, 256.0, "Dense Jacobians larger than this are skipped; over a sixteenth of it, "
            "they are checked by products with jax.jvp / jax.vjp.", "run", positive=True, high=MAX_MB),
     Option("max_memory_mb", float, 4096.0, "What the run may hold in memory at once; draws are checked in chunks "

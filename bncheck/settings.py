@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bncheck.compare import TOLERANCES
+from bncheck.conventions import parse_param_shapes
 from bncheck.errors import SettingsError, describe
 from bncheck.models import REQUIRE_GROUPS, Model, get_model, is_model_path
 from bncheck.options import BY_NAME, MAX_SIZE, MODEL_OPTIONS, OPTIONS, Option
@@ -40,6 +41,8 @@ class _Methods:
         args = [] if self.model == BY_NAME["model"].default else ["--model", self.model]
         for name in model.options:
             args += [BY_NAME[name].flag, str(getattr(self, name))]
+        if self.param_shapes is not None:
+            args += ["--param-shapes", self.param_shapes]
         args += ["--dtype", self.dtype]
         if self.dtype != "float64" or self.rtol != TOLERANCES[self.dtype].rtol:
             args += ["--rtol", repr(self.rtol)]
@@ -373,6 +376,8 @@ def _validate(s: Settings, model: Model) -> None:
         problem = model.check_dims(dims, s.model_options(model))
         if problem:
             raise SettingsError(f"{'shape' if s.shape is not None else 'sweep'}: {problem}")
+    if s.param_shapes is not None:
+        parse_param_shapes(s.param_shapes, model)
     known = set(model.checks) | set(model.targets())
     for token in s.require:
         if token not in REQUIRE_GROUPS and token not in known:

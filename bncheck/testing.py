@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,14 +18,9 @@ from bncheck.text import describe
 
 def report_text(report: Report, width: int = 100) -> str:
     """The console report as plain text: no colour, no terminal codes."""
-    from rich.console import Console
+    from bncheck.report.console import plain_text
 
-    from bncheck.report.console import ReportView
-
-    out = io.StringIO()
-    plain = Console(file=out, width=width, color_system=None, force_terminal=False, highlight=False)
-    plain.print(ReportView(report), crop=False)
-    return out.getvalue()
+    return plain_text(report, width)
 
 
 def assert_derivation(derivation: str | Path | ModuleType, config: str | Path | None = None, **settings: Any) -> Report:

@@ -19,10 +19,12 @@ holds:
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import math
 import os
 import sys
+import sysconfig
 import threading
 import traceback
 from collections.abc import Iterator
@@ -44,6 +46,40 @@ def shown_path(filename: str) -> str:
         return str(Path(filename).relative_to(START))
     except ValueError:
         return filename
+
+
+@functools.lru_cache(maxsize=None)
+def _library_roots() -> tuple[Path, ...]:
+    """The folders of the code a user's traceback frames are not: bncheck, JAX, jaxlib and NumPy."""
+    roots = [Path(__file__).resolve().parent]
+    for name in ("jax", "jaxlib", "numpy"):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            roots.append(Path(module.__file__).resolve().parent)
+    return tuple(roots)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_library(filename: str) -> bool:
+    """Whether a frame's file belongs to bncheck, JAX, NumPy or Python's standard library (its
+    site-packages aside: a user's own package may be installed there)."""
+    if filename.startswith("<frozen"):
+        return True
+    try:
+        path = Path(filename).resolve()
+    except (OSError, ValueError):
+        return False
+    if any(root == path or root in path.parents for root in _library_roots()):
+        return True
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    return stdlib in path.parents and not {"site-packages", "dist-packages"} & set(path.parts)
+
+
+def own_frames(err: BaseException) -> list[traceback.FrameSummary]:
+    """The frames of err's traceback in the user's code, outermost first: every file outside bncheck,
+    JAX, NumPy and the standard library, so that an error raised inside a module the user's file
+    imports (their own layers.py) shows the line where it happened there."""
+    return [f for f in traceback.extract_tb(err.__traceback__) if not _is_library(f.filename)]
 
 
 def user_frames(err: BaseException, file: str) -> list[traceback.FrameSummary]:
@@ -97,6 +133,10 @@ def import_user_file(path: Path, what: str, prefix: str, reuse: bool = False) ->
         sys.modules.pop(name, None)
         frame = user_frame(err, str(path))
         where = f"{path}:{frame.lineno}" if frame else str(path)
+        # Raised inside a module of the user's that the file imports: that line too.
+        inner = own_frames(err)[-1:]
+        if inner and inner[0] != frame:
+            where += f" (at {shown_path(inner[0].filename)}:{inner[0].lineno})"
         raise LoadError(f"{what}: importing {where} failed: {describe(err)}") from err
     return module
 

@@ -13,7 +13,8 @@ wins:
 4. got = ref scaled per column (or per entry) by a named factor times a per-unit array of the draw, such
    as sigma² or gamma: `scale`;
 5. got matches, up to 2. or 4., the reference under one of the model's variants (Model.variants):
-   batch statistics held constant, the other ddof. Each costs a compile, so they come last;
+   batch statistics held constant, the other ddof. Each costs a compile, so they come last; then,
+   up to 2., the reference under another eps (a compile more): `eps`, naming the eps it matches;
 6. when none fits to rounding, 1.–5. again, to _APPROXIMATE on _QUORUM of the draws, said so;
 7. `unknown`.
 """
@@ -44,6 +45,7 @@ CODES = {
     "activation-derivative": "matches the gradient with the activation's derivative a′ left out (taken as 1)",
     "axes": "matches the derivative with the statistics over other axes (N alone, per pixel, for per channel)",
     "zeros": "every entry is zero where the reference is not",
+    "eps": "matches the reference computed with another eps (code with an eps of its own)",
     "non-finite": "NaN or inf in the value",
     "exception": "the function raised",
     "unknown-name": "a function whose name matches no target or output of the model",
@@ -77,6 +79,8 @@ class Rerun(Protocol):
     def fields(self, forward: bool = True) -> list[dict[str, np.ndarray]]: ...
 
     def variants(self) -> dict[str, list[np.ndarray]]: ...
+
+    def eps_variants(self) -> tuple[float, dict[float, list[np.ndarray]]] | None: ...
 
 
 Pair = tuple[dict[str, int], np.ndarray, np.ndarray]  # dims, got, ref
@@ -509,7 +513,35 @@ def _explain(pairs: list[Pair], keep: list[int], rerun: Rerun | None, layout, fi
         if found["factor_name"] != "1":
             words += f", {_factor_words(found)}"
         return diagnosis(code, words, variant=key, **found)
-    return _unknown()
+    return _eps(pairs, keep, rerun, fit) or _unknown()
+
+
+def _eps(pairs: list[Pair], keep: list[int], rerun: Rerun, fit: Fit) -> dict | None:
+    """got matches the reference computed with another eps than the run's (code with an eps of its
+    own): of the eps values tried that fit, up to a factor as the variants do, the closest."""
+    tried = rerun.eps_variants()
+    if tried is None:
+        return None
+    own, by_eps = tried
+    best = None
+    for eps, refs in by_eps.items():
+        moved = [(d, g, refs[i]) for (d, g, _), i in zip(pairs, keep)]
+        found = _scalar(moved, fit)
+        if found is None or "factor_name" not in found:
+            continue
+        c = found["factor"]
+        with np.errstate(all="ignore"):
+            miss = max(float(np.abs(g - c * r).max() / max(np.abs(c * r).max(), 1e-300)) for _, g, r in moved)
+        if best is None or miss < best[0]:
+            best = (miss, eps, found)
+    if best is None:
+        return None
+    _, eps, found = best
+    words = (f"matches the reference computed with eps = {eps:g}, not this run's eps = {own:g}: the code uses an "
+             f"eps of its own (check it under that one with --eps {eps:g}, or give it the run's eps)")
+    if found["factor_name"] != "1":
+        words += f"; and is {_factor_words(found)}"
+    return diagnosis("eps", words, variant=f"eps:{eps!r}", eps=eps, **found)
 
 
 def _order_words(found: dict[str, Any]) -> str:
@@ -538,7 +570,9 @@ def diagnose_check(tally: Tally, engine: Engine) -> dict[str, Any]:
     from bncheck.assess.variants import Rerun
 
     model, settings, c = engine.model, engine.settings, tally.check
-    if tally.error is not None:
+    if tally.error is not None and not tally.failures:
+        # Only raises to go by (a function that raised on some draws and is wrong on others is
+        # diagnosed by its wrong values; the report says where it raised).
         _, message, frames = tally.error
         return diagnosis("exception", f"raised {message}", line=frames[-1] if frames else None, traceback=frames)
     problem = None

@@ -81,7 +81,7 @@ def _got(derivation: Derivation, c: Check, ctx, draw: Draw, timeout: float):
     comparable array: the sweep already reports the derivation's own failures."""
     fn = derivation.functions[c.name]
     args = [(ctx.copy(), V) for V in draw.directions[c.target]] if c.kind == "jvp" else [(ctx.copy(),)]
-    values = [call(fn, a, timeout, derivation.file) for a in args]
+    values = [call(fn, a, timeout) for a in args]
     if any(isinstance(v, (Raised, NotAnArray)) for v in values):
         return None
     return np.stack(values) if c.kind == "jvp" else values[0]

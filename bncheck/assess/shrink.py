@@ -62,8 +62,9 @@ def _failure(tally: Tally) -> str | None:
 
 
 def _start(tally: Tally) -> Draw | None:
-    """The failing draw the report replays (the order report._from_tally reads them in)."""
-    for found in (tally.error, tally.first_problem, tally.worst_failure):
+    """The failing draw the report replays (the order report._from_tally reads them in): a wrong value
+    where there is one, else a raise."""
+    for found in (tally.first_problem, tally.worst_failure, tally.error):
         if found is not None:
             return found[0]
     return None

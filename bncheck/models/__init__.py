@@ -15,9 +15,11 @@ and optionally
     OUTPUTS = {"y": "..."}        # descriptions of forward's fields (else found by tracing forward)
     CHECKS = ("grad_gamma", ...)  # the functions `--require all` asks for (else grad_ of each param);
                                   # `--require grads` asks for the grad_ ones
+    OPTIONS = ("eps", "ddof")     # settings of the option table forward reads, as a keyword-only
+                                  # `options` dict, with the run's values (load-time trace included)
+    LAYER_OUTPUT = "y"            # the layer's output, for `verify-backward` (else the field `out`)
 
-Built-ins add what only they need: `OPTIONS` (the settings forward reads, passed as a keyword-only
-`options` dict), a keyword-only `masks` argument (forward honours zero-padding, so draws of many
+Built-ins add what only they need: a keyword-only `masks` argument (forward honours zero-padding, so draws of many
 sizes share one compile), `DERIVATIONS`/`DEFAULT_DERIVATION`, `DIM_DEFAULTS`, `DIMS` as a function of
 the options (and `OUTPUTS` likewise, for a number of layers), `DIM_MULTIPLES` (a dict, or a function
 of the options, {dimension: m}: the sizes of that dimension the layer accepts are the multiples of m,
@@ -117,6 +119,10 @@ class Model:
     sample: Callable[[Any, Dims], dict[str, Any]] | None = None
     # The model file a user gave with --model, None for a built-in.
     file: str | None = None
+    # A layer's output field, for a backward pass written as forward and backward functions
+    # (bncheck.backward): the user's forward output is checked against it. R = sum(out * dout) with
+    # the upstream gradient an input `dout`, or, without one, R is the output itself (a loss).
+    layer_output: str | None = None
 
     def _names(self, which: Callable[[Dims], dict[str, Shape]]) -> tuple[str, ...]:
         return tuple(which({name: lo for name, (lo, _) in self.dims.items()}))
@@ -422,7 +428,7 @@ def from_module(
     if _descriptions(outputs):
         raise LoadError(f"model: {where}: OUTPUTS must be {_descriptions(outputs)}, got {_shown(outputs)}")
     if file is not None:
-        outputs = trace_forward(forward, dims, inputs, params, outputs, where, file)
+        outputs = trace_forward(forward, dims, inputs, params, outputs, where, file, cfg)
     _check_names(where, dims, own, inputs, params, outputs)
 
     hooks = {}
@@ -449,6 +455,8 @@ def from_module(
             f"model: {where}: DIM_MULTIPLES must map dimensions of DIMS to integers >= 1, got {_shown(multiples)}"
         )
     summary = _attribute(module, "SUMMARY", None, where, _text_or_none)
+    layer_output = _attribute(module, "LAYER_OUTPUT", "out" if "out" in outputs else None, where, lambda v: None if (
+        v is None or v in outputs) else f"None or a field forward returns ({', '.join(outputs)})")
     checks = tuple(_attribute(module, "CHECKS", (), where, _names))
     model = Model(
         name=name,
@@ -466,6 +474,7 @@ def from_module(
         dim_multiples=dict(multiples),
         paddable="masks" in takes,
         file=file,
+        layer_output=layer_output,
         **hooks,
     )
     if file is not None:
@@ -527,10 +536,11 @@ def trace_forward(*args: Any) -> dict[str, str]:
 
 def _trace(
     forward: Callable, dims: Mapping[str, tuple[int, int]], inputs: dict[str, Shape], params: dict[str, Shape],
-    described: Mapping[str, str], where: str, file: str,
+    described: Mapping[str, str], where: str, file: str, cfg: dict[str, Any],
 ) -> dict[str, str]:
-    """Traces a model file's forward (and its gradient) at the smallest dims: finds its outputs, with
-    the descriptions OUTPUTS gives, and turns every way a model file can be broken into one LoadError."""
+    """Traces a model file's forward (and its gradient) at the smallest dims, with the options the run
+    gives it: finds its outputs, with the descriptions OUTPUTS gives, and turns every way a model file
+    can be broken into one LoadError."""
     import jax
     import numpy as np
 
@@ -547,7 +557,7 @@ def _trace(
             at = f" at {file}:{frame.lineno}" if frame else ""
             raise LoadError(f"model: {where}: {what} raised {describe(err, at)}") from None
 
-    out = traced("forward", lambda a, m: forward({}, m, **a))
+    out = traced("forward", lambda a, m: forward(cfg, m, **a))
     if not isinstance(out, dict) or "R" not in out:
         got = f"keys {sorted(map(str, out))}" if isinstance(out, dict) else type(out).__name__
         raise LoadError(f"model: {where}: forward must return a dict with the scalar loss under 'R', got {got}")
@@ -560,7 +570,7 @@ def _trace(
         fields[field_name] = value
     if fields["R"].shape != ():
         raise LoadError(f"model: {where}: forward's R must be a scalar, got shape {fields['R'].shape}")
-    traced("differentiating forward with jax.grad", jax.grad(lambda a, m: forward({}, m, **a)["R"]))
+    traced("differentiating forward with jax.grad", jax.grad(lambda a, m: forward(cfg, m, **a)["R"]))
     absent = set(described) - set(fields)
     if absent:
         raise LoadError(f"model: {where}: OUTPUTS describes {', '.join(sorted(absent))}, which forward does not return")

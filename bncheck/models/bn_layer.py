@@ -157,6 +157,8 @@ OUTPUTS = {
     "y": "gamma * xhat + beta, the layer's output; R = sum(y * dout)",
 }
 CHECKS = ("grad_x", "grad_gamma", "grad_beta")
+# The layer's output, which a backward pass written as forward and backward functions is checked against.
+LAYER_OUTPUT = "y"
 DERIVATIONS = {
     "closed-form": "bncheck.derivations.bn_layer_closed_form",
     "graph": "bncheck.derivations.bn_layer_graph",

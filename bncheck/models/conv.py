@@ -26,6 +26,8 @@ OUTPUTS = {
     "Ho = (H+2p-kh)//s + 1, Wo = (W+2p-kw)//s + 1",
 }
 CHECKS = ("grad_K", "grad_b", "grad_x")
+# The layer's output, which a backward pass written as forward and backward functions is checked against.
+LAYER_OUTPUT = "y"
 
 
 def DIMS(options):

@@ -64,9 +64,22 @@ class CheckResult:
     # Which references the derivation agrees with ({"jax.grad": True, "fd": True}); None if it never ran.
     references: dict[str, bool | None] | None = None
     warnings: list[str] = field(default_factory=list)
+    # The draws the function raised on, when it did: {"draws": n, "shapes": [the first few shapes],
+    # "message", "line", "traceback"}; the errors above are those of the draws it did not raise on.
+    raised: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(vars(self))
+
+    def raised_line(self) -> str | None:
+        """Where a check that ran on other draws too raised: on how many draws, at which shapes, and
+        what it raised unless the diagnosis says so already."""
+        r = self.raised
+        if r is None or r["draws"] == self.trials:
+            return None
+        shapes = "; ".join(" ".join(f"{k}={v}" for k, v in shape.items()) for shape in r["shapes"])
+        said = "" if (self.diagnosis or {}).get("code") == "exception" else f": {r['message']}"
+        return printable(f"raised on {r['draws']} of {self.trials} draws, at {shapes}{said}")
 
 
 @dataclass
@@ -80,6 +93,8 @@ class Report:
     checks: list[CheckResult] = field(default_factory=list)
     # The settings the model reads (its forward's options), for the report's header.
     options: dict[str, Any] = field(default_factory=dict)
+    # Why the file could not be checked at all, in a run of many files (Reports); None when it was.
+    error: str | None = None
 
     @property
     def warnings(self) -> list[dict[str, str]]:
@@ -96,11 +111,43 @@ class Report:
             "redrawn": self.redrawn,
             "checks": [c.to_dict() for c in self.checks],
             "warnings": self.warnings,
+            **({} if self.error is None else {"error": self.error}),
         })
 
     @property
     def failed(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.passed]
+
+    def __str__(self) -> str:
+        """The terminal report, as plain text (print(report) in a notebook or a test)."""
+        from bncheck.report.console import plain_text
+
+        return plain_text(self)
+
+
+@dataclass
+class Reports:
+    """The reports of a run of many files (CONTRACT §8), one per file in the order given."""
+
+    files: list[Report]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "files": [r.to_dict() for r in self.files]}
+
+    def __str__(self) -> str:
+        from bncheck.report.console import plain_text
+
+        return plain_text(self)
+
+
+def unloaded(model: Model, settings: Settings, name: str, error: str) -> Report:
+    """The report of a file that could not be loaded, in a run of many: failed, no checks, and why."""
+    return Report(passed=False, model=model.name, derivation=name, settings=settings.to_dict(), draws=0, redrawn=0,
+                  options=settings.model_options(model), error=error)
 
 
 def _where(draw: Draw, index: tuple[int, ...] | None) -> dict[str, Any]:
@@ -147,10 +194,20 @@ def _from_tally(tally: Tally, found: Assessment, derivation: Derivation, model: 
         result.worst = _worst(*tally.worst, settings)
     if found.smallest is not None:
         result.smallest = _where(found.smallest, None)
-    if tally.error is not None:
+    if tally.raises:
+        _, message, frames = tally.error
+        result.raised = {"draws": tally.raises, "shapes": [dict(s) for s in tally.raise_shapes], "message": message,
+                         "line": frames[-1] if frames else None, "traceback": frames}
+    if tally.raised_everywhere:
         draw = tally.error[0]
         result.status, result.passed = "error", False
         result.max_abs_err = result.max_rel_err = None
+        result.worst = _where(draw, None)
+        result.replay = _replay(derivation, model, settings, found.smallest or draw)
+    elif tally.raises and not tally.failures:
+        # Raised on some draws and agreed on the others: a failure, replayed where it raised.
+        draw = tally.error[0]
+        result.status, result.passed = "fail", False
         result.worst = _where(draw, None)
         result.replay = _replay(derivation, model, settings, found.smallest or draw)
     elif tally.failures:

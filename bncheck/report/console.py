@@ -11,7 +11,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from bncheck.report import CheckResult, Report
+from bncheck.report import CheckResult, Report, Reports
 from bncheck.text import counted, fold_frames, printable
 
 _STYLE = {"pass": "green", "fail": "bold red", "error": "bold red", "missing": "yellow", "skipped": "yellow"}
@@ -130,16 +130,64 @@ class ReportView:
             yield Text.assemble(("warning: ", "yellow"), (f"{w['check']}: ", "yellow"), printable(w["message"]))
         for c in r.failed:
             yield Text.assemble(("\n✗ ", "bold red"), (printable(c.name), "bold"), "  ", _note(c))
+            raised = c.raised_line()
+            if raised is not None:
+                yield Text(f"  {raised}", style="red")
+                if (c.diagnosis or {}).get("code") != "exception":
+                    for frame in fold_frames(c.raised["traceback"], prefix="at "):
+                        yield Text(f"    {frame}")
             if c.replay:
                 yield Text.assemble(("  replay: ", "dim"), printable(c.replay), no_wrap=True, overflow="ignore")
             if c.error_map is not None:
                 yield from _error_map(c)
-        ran = [c for c in r.checks if c.status in ("pass", "fail", "error")]
-        if r.passed:
-            agree = "agrees" if len(ran) == 1 else "agree"
-            yield Text(f"\nPASS  {counted(len(ran), 'check')} {agree} with JAX over {counted(r.draws, 'draw')}",
-                       style="bold green")
-        elif not ran:
-            yield Text("\nFAIL  no check ran", style="bold red")
+        yield Text("\n" + " ".join(verdict(r)), style="bold green" if r.passed else "bold red")
+
+
+def verdict(r: Report) -> tuple[str, str]:
+    """A report's verdict in two parts, PASS or FAIL (ERROR: a file that could not be loaded) and why."""
+    if r.error is not None:
+        return "ERROR", printable(r.error)
+    ran = [c for c in r.checks if c.status in ("pass", "fail", "error")]
+    if r.passed:
+        agree = "agrees" if len(ran) == 1 else "agree"
+        return "PASS ", f"{counted(len(ran), 'check')} {agree} with JAX over {counted(r.draws, 'draw')}"
+    if not ran:
+        return "FAIL ", "no check ran"
+    return "FAIL ", f"{len(r.failed)} of {counted(len(r.checks), 'check')} failed"
+
+
+class ReportsView:
+    """Many files (CONTRACT §8): each file's report, then one summary line per file and the verdict."""
+
+    def __init__(self, reports: Reports):
+        self.reports = reports
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        files = self.reports.files
+        for r in files:
+            if r.error is None:
+                yield ReportView(r)
+                yield Text("")
+        width = max(len(printable(r.derivation)) for r in files)
+        for r in files:
+            status, why = verdict(r)
+            failed = ", ".join(f"{c.name} ({c.diagnosis['code']})" if c.diagnosis else c.name for c in r.failed)
+            # One line a file, however long, so that a file's verdict can be found by its name.
+            yield Text.assemble((status, "bold green" if r.passed else "bold red"), "  ",
+                                printable(r.derivation).ljust(width), "  ", why + (f": {failed}" if failed else ""),
+                                no_wrap=True, overflow="ignore")
+        passed = sum(r.passed for r in files)
+        if self.reports.passed:
+            yield Text(f"\nPASS  {counted(len(files), 'file')} passed", style="bold green")
         else:
-            yield Text(f"\nFAIL  {len(r.failed)} of {counted(len(r.checks), 'check')} failed", style="bold red")
+            yield Text(f"\nFAIL  {len(files) - passed} of {counted(len(files), 'file')} failed", style="bold red")
+
+
+def plain_text(report: Report | Reports, width: int = 100) -> str:
+    """The terminal report as plain text: no colour, no terminal codes."""
+    import io
+
+    out = io.StringIO()
+    plain = Console(file=out, width=width, color_system=None, force_terminal=False, highlight=False)
+    plain.print(ReportsView(report) if isinstance(report, Reports) else ReportView(report), crop=False)
+    return out.getvalue()

@@ -1,4 +1,5 @@
-"""JUnit XML (xunit2): one testcase per check, so a CI system lists each gradient as a test.
+"""JUnit XML (xunit2): one testcase per check, so a CI system lists each gradient as a test, and one
+testsuite per file in a run of many files.
 
 Every string is passed through report.text first: an exception message may hold characters XML 1.0
 cannot carry at all (NUL, ESC, a lone surrogate), and a file with one of them is no XML a CI server
@@ -11,25 +12,38 @@ import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from bncheck.report import Report
+from bncheck.report import Report, Reports
 from bncheck.text import fold_frames, printable
 
 
-def to_junit(report: Report) -> ET.ElementTree:
+def _counts(report: Report) -> dict[str, int]:
     checks = report.checks
-    failures = sum(c.status == "fail" or (c.status in ("missing", "skipped") and not c.passed) for c in checks)
-    errors = sum(c.status == "error" for c in checks)
-    skipped = sum(c.status in ("missing", "skipped") and c.passed for c in checks)
-    counts = {"tests": str(len(checks)), "failures": str(failures), "errors": str(errors)}
-    root = ET.Element("testsuites", name="bncheck", **counts)
-    suite = ET.SubElement(
-        root,
-        "testsuite",
-        name=printable(f"bncheck.{report.model}.{report.derivation}"),
-        **counts,
-        skipped=str(skipped),
-    )
-    for c in checks:
+    return {
+        "tests": len(checks) or int(report.error is not None),
+        "failures": sum(c.status == "fail" or (c.status in ("missing", "skipped") and not c.passed) for c in checks),
+        "errors": sum(c.status == "error" for c in checks) + int(report.error is not None),
+        "skipped": sum(c.status in ("missing", "skipped") and c.passed for c in checks),
+    }
+
+
+def to_junit(report: Report | Reports) -> ET.ElementTree:
+    """One testsuite for a report, one per file for the Reports of many files."""
+    reports = report.files if isinstance(report, Reports) else [report]
+    counts = [_counts(r) for r in reports]
+    total = {key: str(sum(c[key] for c in counts)) for key in ("tests", "failures", "errors")}
+    root = ET.Element("testsuites", name="bncheck", **total)
+    for r, count in zip(reports, counts):
+        _suite(root, r, {key: str(n) for key, n in count.items()})
+    return ET.ElementTree(root)
+
+
+def _suite(root: ET.Element, report: Report, counts: dict[str, str]) -> None:
+    suite = ET.SubElement(root, "testsuite", name=printable(f"bncheck.{report.model}.{report.derivation}"), **counts)
+    if report.error is not None:
+        # A file that could not be loaded, in a run of many: one testcase, in error.
+        case = ET.SubElement(suite, "testcase", classname=printable(f"bncheck.{report.model}"), name="load")
+        ET.SubElement(case, "error", message=printable(report.error), type="load").text = printable(report.error)
+    for c in report.checks:
         case = ET.SubElement(
             suite, "testcase", classname=printable(f"bncheck.{report.model}"), name=printable(c.name)
         )
@@ -38,6 +52,7 @@ def to_junit(report: Report) -> ET.ElementTree:
             for part in (
                 c.diagnosis and f"{c.diagnosis['code']}: {c.diagnosis['message']}",
                 c.message,
+                c.raised_line(),
                 _errors(c),
                 c.replay and f"replay: {c.replay}",
             )
@@ -45,7 +60,8 @@ def to_junit(report: Report) -> ET.ElementTree:
         )
         # The body adds what a CI page shows under the one-line message: the user's traceback frames
         # and the worst entries of the error map.
-        body = "\n".join([text, *fold_frames((c.diagnosis or {}).get("traceback", [])), *_worst_entries(c)])
+        frames = (c.diagnosis or {}).get("traceback") or (c.raised or {}).get("traceback") or []
+        body = "\n".join([text, *fold_frames(frames), *_worst_entries(c)])
         kind = printable(str((c.diagnosis or {}).get("code", c.status)))
         if c.status == "error":
             ET.SubElement(case, "error", message=text or "error", type=kind).text = body
@@ -53,7 +69,6 @@ def to_junit(report: Report) -> ET.ElementTree:
             ET.SubElement(case, "failure", message=text or c.status, type=kind).text = body
         elif c.status in ("missing", "skipped"):
             ET.SubElement(case, "skipped", message=text or c.status)
-    return ET.ElementTree(root)
 
 
 def _errors(c) -> str | None:
@@ -77,11 +92,11 @@ def _worst_entries(c) -> list[str]:
     return [f"at {e['index']}: got {e['got']:.6g}, want {e['want']:.6g}" for e in c.error_map["entries"]]
 
 
-def junit_bytes(report: Report) -> bytes:
+def junit_bytes(report: Report | Reports) -> bytes:
     tree = to_junit(report)
     ET.indent(tree)
     return ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True) + b"\n"
 
 
-def write_junit(report: Report, path: str | Path) -> None:
+def write_junit(report: Report | Reports, path: str | Path) -> None:
     Path(path).write_bytes(junit_bytes(report))
