@@ -293,9 +293,12 @@ def test_the_r_round_trip_catches_the_authors_slips(tmp_path):
     assert checks["grad_G2"]["diagnosis"]["factor_name"] == "N"
     assert checks["grad_gamma"]["diagnosis"]["code"] == "shape"
     assert checks["grad_gamma"]["diagnosis"]["repair"] == "diagonal"
-    # The posted ap() is 1 everywhere, so grad_beta = 1'(-2 u G2'), no multiple of the truth. R read
-    # the case and wrote its values back faithfully: the same formula in NumPy gives the same numbers.
-    assert checks["grad_beta"]["diagnosis"]["code"] == "unknown"
+    # The posted ap() is 1 everywhere, so grad_beta = 1'(-2 u G2'): relu' taken as 1, and the mean's 1/N
+    # left out. R read the case and wrote its values back faithfully: the same formula in NumPy gives
+    # the same numbers.
+    assert checks["grad_beta"]["diagnosis"]["code"] == "activation-derivative"
+    assert checks["grad_beta"]["diagnosis"]["factor_name"] == "N"
+    assert checks["grad_gamma"]["diagnosis"]["repaired"]["code"] == "activation-derivative"
     case = {name: np.loadtxt(tmp_path / "case" / f"{name}.csv", delimiter=",", ndmin=2) for name in ("X", "y", "G1", "G2")}
     gamma, beta = (np.loadtxt(tmp_path / "case" / f"{name}.csv") for name in ("gamma", "beta"))
     H = case["X"] @ case["G1"]
