@@ -13,7 +13,6 @@ import math
 import signal
 import threading
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -53,24 +52,27 @@ class CallTimeout(BaseException):
     function's own `except Exception` cannot swallow it)."""
 
 
-@contextmanager
-def time_limit(seconds: float):
+class time_limit:
     """Interrupts the block after `seconds` with CallTimeout. Only the main thread can take the
-    signal, so elsewhere (or with seconds = 0) the block runs unlimited."""
-    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
-        return
+    signal, so elsewhere (or with seconds = 0) the block runs unlimited. A class rather than a
+    generator: it is entered around every call of a user's function."""
 
-    def expire(signum, frame):
-        raise CallTimeout(f"the call took longer than --timeout {seconds:g} s")
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.previous = None
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    def __enter__(self) -> None:
+        if self.seconds and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGALRM, self._expire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+
+    def _expire(self, signum, frame):
+        raise CallTimeout(f"the call took longer than --timeout {self.seconds:g} s")
 
 
 def describe(err: BaseException) -> str:
@@ -126,29 +128,39 @@ def call(fn, args: tuple, timeout: float) -> Any:
     """fn(*args) converted to a float64 array (NotAnArray when it is none), or Raised. A Ctrl-C
     (KeyboardInterrupt) is the person's, not the function's: it stops the run."""
     fields = dict(vars(args[0])) if args and isinstance(args[0], Ctx) else {}
+    # One time limit for the call and the reading of its value (an object's __array__, shape or
+    # dtype is the user's code too), with bncheck's checks between them inside it.
     try:
-        with np.errstate(all="ignore"), time_limit(timeout):
-            value = fn(*args)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as err:  # noqa: BLE001 - the user's code may raise anything; see the module docstring
+        return _called(fn, args, fields, timeout)
+    except CallTimeout as err:  # the limit ran out in bncheck's checks, just after the function returned
         _ctx_class_kept()
         put_back()
-        return Raised(describe(err), user_traceback(err), isinstance(err, MemoryError), isinstance(err, CallTimeout))
-    put_back()
-    if not _ctx_class_kept():
-        return Raised("the function changed the class of ctx, which every check shares (put back)", [])
-    if args and isinstance(args[0], Ctx) and not args[0].holds(fields):
-        return Raised("the function changed its ctx (ctx is read-only; keep your own values in local variables)", [])
-    try:
-        # An object's __array__, shape or dtype is the user's code too, and can raise (or ask for a
-        # broadcast view's 10^12 entries): that fails the check, it is no reason to skip it.
-        with np.errstate(all="ignore"), time_limit(timeout):
+        return Raised(describe(err), [], timed_out=True)
+
+
+def _called(fn, args: tuple, fields: dict, timeout: float) -> Any:
+    with np.errstate(all="ignore"), time_limit(timeout):
+        try:
+            value = fn(*args)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # noqa: BLE001 - the user's code may raise anything; see the module docstring
+            _ctx_class_kept()
+            put_back()
+            return Raised(describe(err), user_traceback(err), isinstance(err, MemoryError), isinstance(err, CallTimeout))
+        put_back()
+        if not _ctx_class_kept():
+            return Raised("the function changed the class of ctx, which every check shares (put back)", [])
+        if args and isinstance(args[0], Ctx) and not args[0].holds(fields):
+            return Raised("the function changed its ctx (ctx is read-only; keep your own values in local variables)", [])
+        try:
+            # It can raise (or ask for a broadcast view's 10^12 entries): that fails the check, it is
+            # no reason to skip it.
             array = as_array(value)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as err:  # noqa: BLE001
-        return Raised(f"its value could not be read as an array: {describe(err)}", user_traceback(err))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # noqa: BLE001
+            return Raised(f"its value could not be read as an array: {describe(err)}", user_traceback(err))
     return array if array is not None else NotAnArray(value)
 
 
