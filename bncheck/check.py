@@ -21,6 +21,7 @@ import numpy as np
 from bncheck.compare import (
     Comparison,
     NotAnArray,
+    Summary,
     as_array,
     compare,
     compare_products,
@@ -28,6 +29,7 @@ from bncheck.compare import (
     floor_of,
     overshoot,
     rounding_spread,
+    summarized,
 )
 from bncheck.draws import Ctx, Draw, frozen
 from bncheck.engine import Record, vec_rows
@@ -272,14 +274,19 @@ def rows(c: Check, value) -> list:
 
 def _floors(c: Check, refs: list[np.ndarray], record: Record, dtype: str) -> tuple[list[float], set[str]]:
     """Per row, the noise floor from what `record` holds for check c, and which passes it used."""
+    from bncheck.references import NOISE
+
     used = set()
     floors = [0.0] * len(refs)
+    # Spreads measured where the references are (the engine's device path): the same numbers, per row.
+    for name, unit in (("rough", None), ("noisy", NOISE)):
+        if name in record.spreads.get(c.name, {}):
+            used.add(name)
+            floors = [max(f, floor_of(d, dtype, unit)) for f, d in zip(floors, record.spreads[c.name][name])]
     if c.name in record.rough:
         used.add("rough")
         floors = [max(f, floor_of(rounding_spread(r, q), dtype)) for f, r, q in zip(floors, refs, rows(c, record.rough[c.name]))]
     if c.name in record.noisy:
-        from bncheck.references import NOISE
-
         used.add("noisy")
         samples = [rows(c, s) for s in record.noisy[c.name]]
         spread = [max(rounding_spread(r, s[i]) for s in samples) for i, r in enumerate(refs)]
@@ -301,6 +308,16 @@ class Verdict:
     refs: list[np.ndarray]
     floors: set[str]  # the passes behind the floors inside the results' allowances
     floor_values: list[float]  # those floors, per row
+
+    @classmethod
+    def summarized(cls, tally: Tally, draw: Draw, record: Record, summaries: list[Summary], shape: tuple[int, ...],
+                   values, refs, settings) -> Verdict:
+        """The verdict of a value compared where it was computed (the engine's device path): from
+        each row's Summary, with the floors the record holds; `values` and `refs` give each row as an
+        array when it is read."""
+        floors, used = _floors(tally.check, [None] * len(summaries), record, settings.dtype)
+        results = [summarized(s, shape, settings.rtol, settings.atol, f) for s, f in zip(summaries, floors)]
+        return cls(tally, draw, record, results, values, refs, used, floors)
 
     @property
     def passes(self) -> bool:
@@ -326,7 +343,9 @@ class Verdict:
                 for r, old, new in zip(results, self.floor_values, floors)
             ]
         worst = max(range(len(results)), key=lambda i: (results[i].problem is not None, overshoot(results[i])))
-        self.tally.add(self.draw, results[worst], self.values[worst], self.refs[worst], sample_budget)
+        # Only a failure keeps its values: a passing draw's are never read (nor brought from the device).
+        got, ref = (None, None) if results[worst].ok else (self.values[worst], self.refs[worst])
+        self.tally.add(self.draw, results[worst], got, ref, sample_budget)
         if results[worst].problem is None:
             self.tally.vanishing += all(r.scale <= r.allowed for r in results)
 
@@ -342,10 +361,10 @@ class Checker:
         self.sample_budget = settings.max_memory_mb * 2**20 * SAMPLES_SHARE
 
     def ctx(self, draw: Draw, record: Record) -> Ctx:
-        """The ctx a derivation sees for a prepared draw, in the run's dtype: a float32 run's is the
-        float32 forward record, as its own code would compute it."""
+        """The ctx a derivation sees for a prepared draw, in the run's dtype: below float64 it is the
+        forward record computed in that dtype, as the derivation's own code would compute it."""
         dtype = self.settings.dtype
-        forward = record.rough_forward if dtype == "float32" else record.forward
+        forward = record.rough_forward if dtype != "float64" else record.forward
         arrays = {name: a.astype(dtype, copy=False) for name, a in draw.arrays.items()}
         fields = {name: v.astype(dtype, copy=False) for name, v in forward.items()}
         return Ctx({**arrays, **fields, **draw.dims, **self.cfg})

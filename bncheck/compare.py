@@ -13,7 +13,10 @@ norm at N = 2, or with p1 = 1, ∂R/∂Γ₁ is of the order of eps while its te
 correct derivation carries a rounding error that is large *relative to the result*. bncheck measures
 that amplification on each draw by computing the same reference in float32 as well: the difference
 |ref₃₂ − ref₆₄| is the rounding a float32 computation of this draw shows, and scaled by the unit
-roundoff of the run's dtype it bounds what a correct derivation in that dtype can show. One float32
+roundoff of the run's dtype it bounds what a correct derivation in that dtype can show. A bfloat16 or
+float16 run recomputes the reference in its own dtype instead (ROUGH): float32's rounding scaled up
+by the ratio of roundoffs would miss what only a short significand shows (a relu that changes sides,
+a sum that absorbs its small terms), and that recomputation is the run's own ctx anyway. One float32
 recomputation can be lucky, though: its rounding is deterministic and can cancel exactly where the
 result is structurally zero (N = 2 at eps = 0) or land on a good value (a softmax probability near 1).
 So a draw that still fails with that floor is recomputed with random rounding noise on every operation
@@ -27,6 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import ml_dtypes
 import numpy as np
 
 
@@ -45,23 +49,34 @@ class Tolerance:
 
 # The floor allows NOISE_MARGIN times the rounding a draw's computation shows, scaled to the dtype.
 NOISE_MARGIN = 100.0
+# The dtype each run's "rough" reference is recomputed in (its distance from the float64 one is the
+# first noise floor; in a run below float64 its forward record is the ctx the derivation sees).
+ROUGH = {"float64": "float32", "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 # Unit roundoffs (half the machine epsilon): a rounded result is within this of the exact one, relative.
-_ROUNDOFF = {"float64": float(np.finfo(np.float64).eps) / 2, "float32": float(np.finfo(np.float32).eps) / 2}
+ROUNDOFF = {name: float(ml_dtypes.finfo(name).eps) / 2 for name in ROUGH}
+
+
+def float_dtype(dtype: np.dtype) -> bool:
+    """Whether arrays of `dtype` hold floating-point numbers: NumPy's own, and the bfloat16 of
+    ml_dtypes, which NumPy does not count as floating."""
+    return np.issubdtype(dtype, np.floating) or dtype == ml_dtypes.bfloat16
 
 
 def rounding_spread(ref: np.ndarray, rough: np.ndarray) -> float:
-    """max|ref₃₂ − ref₆₄| of one draw: the rounding its computation shows in float32."""
-    return float(np.abs(rough - ref).max()) if ref.size else 0.0
+    """max|ref_rough − ref₆₄| of one draw: the rounding its computation shows in the rough dtype."""
+    return float(np.abs(np.asarray(rough, dtype=np.float64) - ref).max()) if ref.size else 0.0
 
 
-def floor_of(spread: float, dtype: str, unit: float = _ROUNDOFF["float32"]) -> float:
-    """The rounding allowance for a draw whose recomputation with relative rounding `unit` (float32's,
-    or the noise of references.with_rounding_noise) is `spread` off: see the module docstring."""
-    return NOISE_MARGIN * spread * _ROUNDOFF[dtype] / unit
+def floor_of(spread: float, dtype: str, unit: float | None = None) -> float:
+    """The rounding allowance for a draw whose recomputation with relative rounding `unit` (by default
+    the roundoff of the run's ROUGH dtype, else the noise of references.with_rounding_noise) is
+    `spread` off: see the module docstring."""
+    unit = ROUNDOFF[ROUGH[dtype]] if unit is None else unit
+    return NOISE_MARGIN * spread * ROUNDOFF[dtype] / unit
 
 
 def noise_floor(ref: np.ndarray, rough: np.ndarray, dtype: str) -> float:
-    """The float32 rounding allowance of one draw: see the module docstring."""
+    """The rounding allowance of one draw from its rough reference: see the module docstring."""
     return floor_of(rounding_spread(ref, rough), dtype)
 
 
@@ -70,6 +85,12 @@ def noise_floor(ref: np.ndarray, rough: np.ndarray, dtype: str) -> float:
 TOLERANCES = {
     "float64": Tolerance(rtol=1e-8, atol=1e-12, kink=1e-8),
     "float32": Tolerance(rtol=1e-3, atol=1e-6, kink=1e-4),
+    # Below float32 the noise floor carries the allowance: the reference recomputed in the run's dtype
+    # shows what a short significand does to this draw (to the relu kinks too: its a'(B) is the ctx's,
+    # so a pre-activation that changes sides in the ctx changes sides there, and float32's kink margin
+    # only keeps the redraws as rare as in float32). rtol is a few roundoffs of the dtype, atol none.
+    "bfloat16": Tolerance(rtol=4 * ROUNDOFF["bfloat16"], atol=0.0, kink=1e-4),
+    "float16": Tolerance(rtol=4 * ROUNDOFF["float16"], atol=0.0, kink=1e-4),
 }
 
 
@@ -113,7 +134,7 @@ def as_array(value) -> np.ndarray | None:
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
         return None
     array = np.asarray(value)
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+    if not (float_dtype(array.dtype) or np.issubdtype(array.dtype, np.integer)):
         return None
     return array.astype(np.float64)
 
@@ -137,15 +158,37 @@ def compare(value, ref: np.ndarray, rtol: float, atol: float, floor: float = 0.0
     diff = np.abs(got - ref)
     flat = int(diff.argmax())  # the first nan where there is one
     abs_err = float(diff.reshape(-1)[flat])
-    if not math.isfinite(abs_err):
-        bad = ~np.isfinite(got)
-        if bad.any():
-            index = tuple(int(i) for i in np.argwhere(bad)[0])
-            return Comparison(
-                False, np.inf, np.inf, index, "non-finite",
-                f"{int(bad.sum())} non-finite entr{'y' if bad.sum() == 1 else 'ies'}, first at {list(index)}",
-            )
-    return _judged(abs_err, float(np.abs(ref).max()), flat, diff.shape, rtol, atol, floor)
+    bad = ~np.isfinite(got) if not math.isfinite(abs_err) else np.zeros((), bool)
+    first = int(bad.reshape(-1).argmax()) if bad.any() else 0
+    return summarized(Summary(abs_err, float(np.abs(ref).max()), flat, int(bad.sum()), first), ref.shape,
+                      rtol, atol, floor)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What compare() needs of one value against its reference, computed where the two are (the
+    engine computes it on the device for a traced derivation): max|got − ref| and its flat index
+    (the first nan where there is one), max|ref|, and how many entries of got are not finite and
+    the flat index of the first."""
+
+    abs_err: float
+    scale: float
+    flat: int
+    nonfinite: int
+    first_nonfinite: int
+
+
+def summarized(s: Summary, shape: tuple[int, ...], rtol: float, atol: float, floor: float = 0.0) -> Comparison:
+    """compare()'s verdict on a value of the reference's shape, from its Summary."""
+    if math.prod(shape) == 0:
+        return Comparison(True, 0.0, 0.0, (), allowed=atol)
+    if not math.isfinite(s.abs_err) and s.nonfinite:
+        index = tuple(int(i) for i in np.unravel_index(s.first_nonfinite, shape))
+        return Comparison(
+            False, np.inf, np.inf, index, "non-finite",
+            f"{s.nonfinite} non-finite entr{'y' if s.nonfinite == 1 else 'ies'}, first at {list(index)}",
+        )
+    return _judged(s.abs_err, s.scale, s.flat, shape, rtol, atol, floor)
 
 
 def compare_rows(values: list, ref: np.ndarray, rtol: float, atol: float, floors: list[float]) -> list[Comparison]:

@@ -3,10 +3,14 @@
 `scope(device)` sets, for the length of a run, the device JAX computes on, float64 (jax_enable_x64),
 full-precision matrix products (never TF32, whose rounding would corrupt a float32 run's ctx and the
 float32 reference behind the noise floor) and the persistent compilation cache, and restores the
-caller's settings on exit. An `Engine` computes, for draws of one model and settings, everything the
-sweep and the steps after it compare against: each through a program of bncheck.references, jitted
-once per plan, the draws zero-padded to a bucket shape and vmapped, a chunk of draws per call.
-Nothing else in bncheck runs a JAX program.
+caller's settings on exit. `choose_device` picks that device for `--device auto` and `gpu`: a GPU
+only where a sweep's draws are large enough for it to pay. An `Engine` computes, for draws of one
+model and settings, everything the sweep and the steps after it compare against: each through a
+program of bncheck.references, jitted once per plan, the draws zero-padded to a bucket shape and
+vmapped, a chunk of draws per call, the chunk sharded over every local device of the kind in use (a
+mesh over the draw axis; --max-memory-mb holds on each). A derivation that JAX can trace runs beside
+its references on an accelerator (`derived`): there only each draw's error summary comes back, and
+the values of the draws a report shows. Nothing else in bncheck runs a JAX program.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from bncheck.draws import JVP_DIRECTIONS, STREAMS, Draw, array_shapes
 from bncheck.errors import BncheckError
 from bncheck.models import Check, Model
 
-CHUNK = 32  # draws per compiled call: big enough to amortise dispatch, small enough for memory
+CHUNK = 32  # draws per compiled call and device: big enough to amortise dispatch, small enough for memory
 # Below this many entries in the product of a sweep's largest dimensions, references compile quickly
 # rather than run fast (references.QUICK_COMPILE): (64, 32, 16) is under it, (256, 64, 64) over.
 QUICK_COMPILE_BELOW = 2**18
@@ -33,35 +37,92 @@ QUICK_COMPILE_BELOW = 2**18
 WORKING_SET = 4
 # A dense Jacobian reference larger than this share of --max-jacobian-mb is checked by products.
 PRODUCTS_SHARE = 1 / 16
+# A GPU pays for a sweep whose largest draw holds at least this much at once (draw_bytes): below it,
+# launching its many small kernels, compiling for it and moving each chunk across costs more than it
+# saves. Measured on an H200 machine (issue 15): the default sweep (a draw of at most 0.3 MB) took
+# 5.1 s on the GPU and 2.3 s on its CPU, and 1,000 draws at (64, 32, 16) (0.5 MB) 5.6 s and 3.3 s;
+# 200 draws at (4096, 512, 256) (430 MB) are many times faster there. 16 MB, (1024, 256, 128), sits
+# between, unmeasured.
+GPU_PAYS_BYTES = 16 * 2**20
 
 
 def device(name: str):
     """The first device of kind `name` JAX sees, or a BncheckError saying what it sees instead."""
-    import jax
+    if not _visible(name):
+        import jax
 
-    try:
-        devices = jax.devices(name)
-    except RuntimeError:
-        devices = []
-    if not devices:
         seen = ", ".join(sorted({d.platform for d in jax.devices()}))
         raise BncheckError(
             f"device: --device {name} was asked for, but JAX sees no {name.upper()} (it sees: {seen}); "
             f"install a CUDA build of jaxlib, or use --device cpu"
         )
-    return devices[0]
+    import jax
+
+    return jax.devices(name)[0]
+
+
+def _visible(name: str) -> bool:
+    import jax
+
+    try:
+        return bool(jax.devices(name))
+    except RuntimeError:
+        return False
+
+
+def gpu_pays(draw_bytes: int) -> bool:
+    """Whether a sweep whose largest draw holds `draw_bytes` at once runs faster on a GPU."""
+    return draw_bytes >= GPU_PAYS_BYTES
+
+
+def choose_device(model: Model, settings) -> str:
+    """The device a run computes on: cpu when asked; for gpu (which must be there) and auto (a GPU
+    when there is one), the GPU only where the sweep's largest draw is large enough for it to pay
+    (gpu_pays), so that asking for the GPU never makes a sweep slower than the CPU would."""
+    from bncheck import jaxsettings
+
+    if settings.device == "cpu":
+        return "cpu"
+    if settings.device == "gpu":
+        device("gpu")  # refused when there is none
+    elif not _visible("gpu"):
+        return "cpu"
+    with jaxsettings.float64():
+        engine = Engine(model, settings)
+        checks = [c for c in map(model.check, model.checks) if c is not None]
+        need = engine.draw_bytes(checks, engine.bucket(engine.largest))
+    return "gpu" if gpu_pays(need) else "cpu"
 
 
 @contextmanager
 def scope(device_name: str = "cpu") -> Iterator[None]:
-    """JAX set up for a run (see the module docstring), and as it was again afterwards."""
+    """JAX set up for a run (see the module docstring), and as it was again afterwards. `auto` is
+    a GPU when JAX sees one (choose_device decides by size before a sweep)."""
     import jax
 
     from bncheck import jaxsettings
 
+    if device_name == "auto":
+        device_name = "gpu" if _visible("gpu") else "cpu"
     jaxsettings.enable()
     with jaxsettings.float64(), jax.default_device(device(device_name)), jax.default_matmul_precision("highest"):
         yield
+
+
+class Rows:
+    """One draw's rows (JVP directions; one for a gradient) of a value the engine left on the device:
+    each row comes to the host, as a float64 array, only when it is read."""
+
+    def __init__(self, values, draw: int):
+        self.values, self.draw = values, draw
+
+    def __len__(self) -> int:
+        return self.values.shape[1]
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        if not -len(self) <= row < len(self):
+            raise IndexError(row)
+        return np.asarray(self.values[self.draw, row], dtype=np.float64)
 
 
 def cut(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -114,6 +175,9 @@ class Record:
     rough_forward: dict[str, np.ndarray] = field(default_factory=dict)
     rough: dict[str, Any] = field(default_factory=dict)
     noisy: dict[str, Any] = field(default_factory=dict)
+    # Per check, {pass: max|that pass's reference − the exact one| per row}, where the engine measured
+    # it on the device instead of bringing the references back (derived).
+    spreads: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 class Engine:
@@ -129,6 +193,38 @@ class Engine:
         self.largest = dict(settings.shape) if settings.shape is not None else {n: hi for n, (_, hi) in settings.sweep.items()}
         self.optimize = math.prod(self.largest.values()) >= QUICK_COMPILE_BELOW
         self.budget = settings.max_memory_mb * 2**20
+        self._devices: list | None = None
+        # Whether a derivation that JAX can trace runs beside its references (derived) rather than on
+        # the host: on an accelerator, where that spares bringing every draw's record across. Tests set
+        # it to exercise that path on the CPU.
+        self.derive_on_device = self.kind != "cpu"
+
+    # ---- devices -----------------------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """The kind of device the run computes on (the scope's default device): cpu or gpu."""
+        import jax
+
+        chosen = jax.config.jax_default_device
+        return chosen.platform if chosen is not None and not isinstance(chosen, str) else jax.default_backend()
+
+    @property
+    def devices(self) -> list:
+        """Every local device of that kind: each chunk of draws is sharded over them."""
+        if self._devices is None:
+            import jax
+
+            self._devices = list(jax.local_devices(backend=self.kind))
+        return self._devices
+
+    @property
+    def share(self) -> tuple[int, int]:
+        """(this process, processes) of a run over several hosts (jax.distributed): each process
+        checks every processes-th draw from its own index on (README "Several devices and hosts")."""
+        import jax
+
+        return jax.process_index(), jax.process_count()
 
     # ---- shapes and memory -------------------------------------------------------------------
 
@@ -181,8 +277,9 @@ class Engine:
         return 8 * WORKING_SET * (arrays + directions + record + refs)
 
     def chunk(self, checks: list[Check], draws: int) -> int:
-        """Draws per compiled call: CHUNK, fewer for a short sweep, and as many as fit the memory
-        budget at the sweep's largest bucket. Refuses a sweep whose single draw would not fit."""
+        """Draws per compiled call: CHUNK a device, fewer for a short sweep, and on each device as many
+        as fit the memory budget at the sweep's largest bucket. Refuses a sweep whose single draw
+        would not fit."""
         need = self.draw_bytes(checks, self.bucket(self.largest))
         if need > self.budget:
             shape = ",".join(f"{k}={v}" for k, v in self.largest.items())
@@ -190,7 +287,8 @@ class Engine:
                 f"max_memory_mb: one draw at {shape} needs about {need / 2**20:,.0f} MB, over --max-memory-mb "
                 f"{self.settings.max_memory_mb:g}; check smaller shapes, or raise --max-memory-mb"
             )
-        return max(1, min(CHUNK, draws, int(self.budget // max(need, 1))))
+        per_device = min(CHUNK, int(self.budget // max(need, 1)))
+        return max(1, min(draws, per_device * len(self.devices)))
 
     def bucket(self, dims: dict[str, int], dense_bytes: Callable[[dict[str, int]], int] | None = None,
                chunk: int = CHUNK) -> dict[str, int]:
@@ -216,22 +314,42 @@ class Engine:
         """The pass combinations of every reference program built so far (for tests and benchmarks)."""
         return {key[2] for key in self._compiled if key[0] == "refs" and key[2] is not None}
 
+    def _build(self, plan, passes: tuple[str, ...] | None) -> Callable:
+        from bncheck.compare import ROUGH
+        from bncheck.references import build
+
+        return build(self.model, self.cfg, plan, passes, self.optimize, ROUGH[self.settings.dtype])
+
+    def _placed(self, args: list) -> list:
+        """A call's arguments sharded over the devices along the draw axis (as they are on one)."""
+        if len(self.devices) == 1:
+            return args
+        import jax
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        mesh = Mesh(np.array(self.devices), ("draws",))
+        return jax.device_put(args, NamedSharding(mesh, PartitionSpec("draws")))
+
     def run(self, fn: Callable, draws: list[Draw], bucket: dict[str, int], take: Callable[[Draw, dict], None],
             chunk: int, vectors: str | None = "directions", keys: bool = False, dtype=np.float64,
-            vector_keys: tuple[str, ...] | None = None) -> None:
+            vector_keys: tuple[str, ...] | None = None, lazy: tuple[str, ...] = ()) -> None:
         """Calls fn on `draws` padded to `bucket`, `chunk` at a time, and hands each draw its slice.
 
-        Every call has `chunk` draws (the last one filled with copies), so a bucket compiles once
-        however many draws a pass has. `vectors` names the Draw field passed as fn's third argument:
-        JVP directions, matrix-free probes, or None for none, and `vector_keys` the entries fn reads
-        (None: the first draw's); a draw without one gets zeros there, whose results fn computes and
-        nobody reads. With `keys`, fn also gets one PRNG key a draw (from the draw's noise stream).
+        Every call has `chunk` draws (the last one filled with copies; rounded up to a multiple of
+        the devices, which each take an equal share), so a bucket compiles once however many draws a
+        pass has. `vectors` names the Draw field passed as fn's third argument: JVP directions,
+        matrix-free probes, or None for none, and `vector_keys` the entries fn reads (None: the first
+        draw's); a draw without one gets zeros there, whose results fn computes and nobody reads. With
+        `keys`, fn also gets one PRNG key a draw (from the draw's noise stream). The entries of fn's
+        result named in `lazy` stay on the device: each draw's share of them is handed over as Rows
+        (see derived).
         """
         import jax
 
         shapes = self.arrays(bucket)
         outputs = self.output_shapes(bucket) if vectors == "probes" else {}
-        chunk = max(1, chunk)
+        devices = len(self.devices)
+        chunk = -(-max(1, chunk) // devices) * devices
 
         def padded(key: str) -> tuple[int, ...]:
             kind, _, name = key.rpartition(":")
@@ -249,9 +367,13 @@ class Engine:
             args = [arrays, masks, extra]
             if keys:
                 args.append(np.stack([np.asarray(jax.random.PRNGKey(noise_key(d.seed))) for d in filled]))
-            out = jax.device_get(fn(*args))
+            out = fn(*self._placed(args))
+            kept = {key: out.pop(key) for key in lazy}
+            out = jax.device_get(out)
             for i, draw in enumerate(part):
-                take(draw, jax.tree_util.tree_map(lambda a, i=i: a[i], out))
+                mine = jax.tree_util.tree_map(lambda a, i=i: a[i], out)
+                mine.update({key: {name: Rows(a, i) for name, a in values.items()} for key, values in kept.items()})
+                take(draw, mine)
 
     def extract(self, c: Check, out: dict, dims: dict[str, int]) -> Any:
         """A check's reference at a draw's own shape, from one pass of a reference program: the one
@@ -292,7 +414,7 @@ class Engine:
             jacs=tuple(sorted({(c.output, c.target) for c in by_kind["jacobian"]})),
             fields=fields,
         )
-        fn = self.compiled(("refs", plan, passes), lambda: build(self.model, self.cfg, plan, passes, self.optimize))
+        fn = self.compiled(("refs", plan, passes), lambda: self._build(plan, passes))
 
         def take(draw: Draw, out: dict) -> None:
             record = records.setdefault(id(draw), Record())
@@ -315,6 +437,21 @@ class Engine:
         for bucket, part in group(draws, key):
             self.run(fn, part, bucket, take, chunk, keys=True)
 
+    def derived(self, checks: list[Check], functions: dict[str, Callable], draws: list[Draw], chunk: int,
+                take: Callable[[Draw, dict], None]) -> None:
+        """A derivation's functions that JAX traces (gradient and JVP checks) run beside their
+        references, draws of a shape batched (one compile a shape: a user's function cannot be padded),
+        each compared there (references.derived_program). take(draw, out) gets each draw's summaries
+        and spreads as arrays, and its values and references as Rows, left on the device."""
+        from bncheck.references import derived_program
+
+        spec = tuple((c.name, c.kind, c.target, c.output) for c in checks)
+        dtype = self.settings.dtype
+        for dims, part in group(draws, lambda d: dict(d.dims)):
+            fn = self.compiled(("derived", spec, tuple(dims.items())), lambda dims=dims: derived_program(
+                self.model, self.cfg, spec, functions, dims, dtype, self.optimize))
+            self.run(fn, part, dims, take, chunk, lazy=("got", "ref"))
+
     def products(self, pairs: list[tuple[Check, Draw]], records: dict[int, Record], chunk: int) -> None:
         """jax.jvp and jax.vjp of each matrix-free check's output along its draw's probe vectors, float64
         and float32 (whose difference is the noise floor), into records[id(draw)]."""
@@ -327,7 +464,7 @@ class Engine:
         # products (the others are dense or skipped at its size).
         probes = tuple(sorted({f"v:{t}" for _, t in plan.products} | {f"u:{o}" for o, _ in plan.products}))
         passes = ("exact", "rough")
-        fn = self.compiled(("refs", plan, passes), lambda: build(self.model, self.cfg, plan, passes, self.optimize))
+        fn = self.compiled(("refs", plan, passes), lambda: self._build(plan, passes))
         wanted: dict[int, list[Check]] = {}
         for c, draw in pairs:
             wanted.setdefault(id(draw), []).append(c)
@@ -347,7 +484,7 @@ class Engine:
         from bncheck.references import Plan, build
 
         plan = Plan(fields=(), extremes=(field_name,))
-        fn = self.compiled(("refs", plan, None), lambda: build(self.model, self.cfg, plan, None, self.optimize))
+        fn = self.compiled(("refs", plan, None), lambda: self._build(plan, None))
         found: dict[int, tuple[float, float]] = {}
 
         def take(draw: Draw, out: dict) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from bncheck.compare import TOLERANCES
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "identity")
-DTYPES = ("float64", "float32")
+DTYPES = ("float64", "float32", "bfloat16", "float16")
 DEVICES = ("cpu", "gpu")
 # autodiff: jax.grad / jax.jacfwd / jax.jvp alone; fd: central differences as well, on a few draws.
 REFERENCES = ("autodiff", "fd")
@@ -103,7 +103,7 @@ OPTIONS = (
     Option("seed", int, 0, "Seed of the first draw; draw t has seed + t.", "draws", low=0, high=2**63 - 1),
     Option("shape", str, None, "One fixed shape for every draw, e.g. N=10,p1=7,p2=4,k=1; else shapes are swept.",
            "draws"),
-    Option("dtype", str, "float64", "float64 | float32, with its own tolerances.", "run", choices=DTYPES),
+    Option("dtype", str, "float64", "float64 | float32 | bfloat16 | float16, with its own tolerances.", "run", choices=DTYPES),
     Option("device", str, "cpu", "cpu | gpu, where JAX computes the references.", "run", choices=DEVICES),
     Option("reference", str, "autodiff",
            "autodiff, or fd to add float64 central differences on a few draws as a third opinion.", "run",

@@ -19,8 +19,9 @@ from bncheck.models import Model
 # elementwise work, which wins from about (256, 64, 64) up (bench/speed.py).
 QUICK_COMPILE = {"xla_backend_optimization_level": 0}
 # The passes a reference computation can run (build): "exact", the float64 references; "rough", the
-# same computed in float32; "noisy", the float64 computation with every operation's result perturbed
-# (with_rounding_noise). The last two measure how much rounding a draw's computation amplifies.
+# same computed in a lower precision (float32, or a bfloat16 or float16 run's own dtype: compare.ROUGH);
+# "noisy", the float64 computation with every operation's result perturbed (with_rounding_noise). The
+# last two measure how much rounding a draw's computation amplifies.
 PASSES = ("exact", "rough", "noisy")
 # Relative size of the perturbation of each operation's result in the "noisy" pass, and how many
 # perturbed recomputations it runs. Small enough that no relu pre-activation outside the kink margin
@@ -89,16 +90,78 @@ def reference_program(model: Model, cfg: dict[str, Any], plan: Plan) -> Callable
 
 
 def build(model: Model, cfg: dict[str, Any], plan: Plan, passes: tuple[str, ...] | None = None,
-          optimize: bool = True) -> Callable:
+          optimize: bool = True, rough: str = "float32") -> Callable:
     """The batched, jitted reference program of `plan`.
 
     Without passes: batched(arrays, masks, vectors) -> reference_program's dict, with a batch axis.
     With passes: batched(arrays, masks, vectors, keys) -> {pass: that dict} for each pass named (see
     PASSES); "noisy" holds NOISE_SAMPLES recomputations on a second axis, its noise drawn from
-    keys (one PRNG key a draw). The passes of one call share one compile and one transfer. Without
-    optimize, XLA compiles quickly (QUICK_COMPILE) and the program runs slower.
+    keys (one PRNG key a draw). The passes of one call share one compile and one transfer; "rough" runs
+    in the dtype `rough`. Without optimize, XLA compiles quickly (QUICK_COMPILE) and the program runs
+    slower.
     """
-    return jit_batched(reference_program(model, cfg, plan), passes, {} if optimize else QUICK_COMPILE)
+    return jit_batched(reference_program(model, cfg, plan), passes, {} if optimize else QUICK_COMPILE, rough)
+
+
+# The numbers a summary of one value against its reference holds, in this order (compare.Summary).
+SUMMARY = ("abs_err", "scale", "flat", "nonfinite", "first_nonfinite")
+
+
+def derived_program(model: Model, cfg: dict[str, Any], checks: tuple, functions: dict[str, Callable],
+                    dims: dict[str, int], dtype: str, optimize: bool = True) -> Callable:
+    """batched(arrays, masks, vectors) -> {"summary", "spread", "got", "ref"}, each {check name: ...},
+    for draws of one shape `dims` (unpadded: a user's function cannot be): the derivation's functions
+    (traced by JAX) called on the ctx a derivation sees, beside their references, and compared there.
+
+    checks holds (name, kind, target, output) for gradient and JVP checks. Per draw and check,
+    "summary" is (rows, len(SUMMARY)), one row a JVP direction (one for a gradient), the numbers of
+    compare.Summary; "got" and "ref" are (rows, *value shape), the values and float64 references;
+    below float64, "spread" is (rows,), max|reference in the run's dtype − the float64 one|.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from bncheck.draws import Ctx
+
+    plan = Plan(grads=tuple(sorted({t for _, kind, t, _ in checks if kind == "gradient"})),
+                jvps=tuple(sorted({(o, t) for _, kind, t, o in checks if kind == "jvp"})))
+    one = reference_program(model, cfg, plan)
+    static = {**dims, **cfg}
+
+    def summary(got, ref):
+        if ref.size == 0:
+            return jnp.zeros(len(SUMMARY))
+        diff = jnp.abs(got.astype(jnp.float64) - ref).reshape(-1)
+        flat = jnp.argmax(diff)  # the first nan where there is one, as NumPy's
+        bad = ~jnp.isfinite(got).reshape(-1)
+        numbers = (diff[flat], jnp.abs(ref).max(), flat, bad.sum(), jnp.argmax(bad))
+        return jnp.stack([jnp.asarray(x, jnp.float64) for x in numbers])
+
+    def per_draw(arrays, masks, vectors):
+        exact = one(arrays, masks, vectors)
+        low = None
+        if dtype != "float64":
+            low = one(*jax.tree_util.tree_map(lambda a: a.astype(dtype), (arrays, masks, vectors)))
+        forward = (exact if low is None else low)["fwd"]
+        fields = {**{n: a.astype(dtype) for n, a in arrays.items()}, **{n: v.astype(dtype) for n, v in forward.items()}}
+        out: dict[str, dict] = {"summary": {}, "spread": {}, "got": {}, "ref": {}}
+        for name, kind, target, output in checks:
+            fn = functions[name]
+            if kind == "gradient":
+                got, ref = fn(Ctx({**fields, **static}))[None], exact["grad"][target][None]
+                rough = low["grad"][target][None] if low else None
+            else:
+                V = vectors[target].astype(dtype)
+                got = jax.vmap(lambda v, fn=fn: fn(Ctx({**fields, **static}), v))(V)
+                ref = exact["jvp"][f"{output}|{target}"]
+                rough = low["jvp"][f"{output}|{target}"] if low else None
+            out["summary"][name] = jax.vmap(summary)(got, ref)
+            out["got"][name], out["ref"][name] = got, ref
+            if rough is not None:
+                out["spread"][name] = jax.vmap(lambda r, q: jnp.abs(q.astype(jnp.float64) - r).max(initial=0.0))(ref, rough)
+        return out
+
+    return jax.jit(jax.vmap(per_draw), compiler_options={} if optimize else QUICK_COMPILE)
 
 
 def _real_extremes(value, axes: tuple[str | int, ...], masks: dict):
@@ -113,10 +176,10 @@ def _real_extremes(value, axes: tuple[str | int, ...], masks: dict):
     return jnp.where(real, size, jnp.inf).min(), jnp.where(real, size, 0.0).max()
 
 
-def jit_batched(one: Callable, passes: tuple[str, ...] | None, options: dict[str, Any]) -> Callable:
-    """jit(vmap(one)); with passes, {pass: the result} for each of PASSES named."""
+def jit_batched(one: Callable, passes: tuple[str, ...] | None, options: dict[str, Any],
+                rough: str = "float32") -> Callable:
+    """jit(vmap(one)); with passes, {pass: the result} for each of PASSES named ("rough" in `rough`)."""
     import jax
-    import jax.numpy as jnp
 
     batched = jax.vmap(one)
     if passes is None:
@@ -128,7 +191,7 @@ def jit_batched(one: Callable, passes: tuple[str, ...] | None, options: dict[str
         if "exact" in passes:
             out["exact"] = batched(arrays, masks, vectors)
         if "rough" in passes:
-            out["rough"] = batched(*jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), (arrays, masks, vectors)))
+            out["rough"] = batched(*jax.tree_util.tree_map(lambda a: a.astype(rough), (arrays, masks, vectors)))
         if noisy is not None:
             out["noisy"] = noisy(keys, arrays, masks, vectors)
         return out

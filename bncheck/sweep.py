@@ -13,16 +13,21 @@ recomputations behind the floor run only for those draws, a chunk of them at a t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bncheck.check import PRODUCTS, Checker, Tally, Verdict
-from bncheck.compare import TOLERANCES, Comparison
-from bncheck.draws import MAX_ATTEMPTS, Draw, plan, sample, sample_probes
-from bncheck.engine import PRODUCTS_SHARE, Engine, Record
+from bncheck.check import PRODUCTS, Checker, Tally, Verdict, call
+from bncheck.compare import TOLERANCES, Comparison, Summary, float_dtype
+from bncheck.draws import MAX_ATTEMPTS, SHAPE_POOL, Draw, plan, sample, sample_probes
+from bncheck.engine import PRODUCTS_SHARE, Engine, Record, group
 from bncheck.loader import Derivation
-from bncheck.models import Check
+from bncheck.models import Check, Model
+from bncheck.traced import Traced, fields_read
+
+# At most this many distinct shapes in a sweep, a traced derivation runs on an accelerator beside its
+# references: one compile a shape (a fixed shape, a model file's pool); more, and it runs on the host.
+DEVICE_SHAPES = SHAPE_POOL
 
 Progress = Callable[[int, int], None]
 Phase = Callable[[str], None]
@@ -37,25 +42,33 @@ class SweepResult:
     # the sweep (a smaller failing case, finite differences, variants) reuse.
     engine: Engine
     chunk: int
+    # The derivation as the sweep called it: a jax.numpy function's traces stand in for it, and the
+    # steps after the sweep call it the same way.
+    derivation: Derivation | None = None
 
 
 def prepare(engine: Engine, checks: list[Check], draws: list[Draw], records: dict[int, Record],
             tallies: dict[str, Tally], chunk: int, sample_draws: bool = True,
-            on_phase: Phase = lambda text: None) -> int:
+            on_phase: Phase = lambda text: None, fields: tuple[str, ...] | None = None,
+            also: list[Check] = ()) -> int:
     """Samples the draws, redraws those on a relu kink, and computes every reference `checks` need
-    into records[id(draw)]. Returns how many redraws it took.
+    into records[id(draw)], with the forward fields named (None: all; the kink field always). Returns
+    how many redraws it took. The checks of `also` are sampled for (their JVP directions) but their
+    references are left to the engine's device path (Engine.derived).
 
     A float64 run computes the float64 pass alone (its floors come later, for the draws that need
-    them); a float32 run the float32 pass too. Dense Jacobians over the budget are counted as skipped
-    in `tallies`. With sample_draws=False the draws' arrays are used as they are, kink or not: a case
-    someone computed on.
+    them); a run in a lower precision its own pass too. Dense Jacobians over the budget are counted as
+    skipped in `tallies`. With sample_draws=False the draws' arrays are used as they are, kink or not:
+    a case someone computed on.
     """
     model, settings = engine.model, engine.settings
-    jvp_targets = {c.target for c in checks if c.kind == "jvp"}
+    jvp_targets = {c.target for c in [*checks, *also] if c.kind == "jvp"}
     main = [c for c in checks if c.kind != "jacobian"]
-    passes = ("exact", "rough") if settings.dtype == "float32" else ("exact",)
+    passes = ("exact", "rough") if settings.dtype != "float64" else ("exact",)
     kink_field = model.kink_field(engine.cfg)
     margin = TOLERANCES[settings.dtype].kink
+    if fields is not None and kink_field is not None:
+        fields = tuple(sorted({*fields, kink_field}))
 
     def near_kink(smallest: float, largest: float) -> bool:
         return smallest < margin * max(largest, 1.0)
@@ -63,7 +76,7 @@ def prepare(engine: Engine, checks: list[Check], draws: list[Draw], records: dic
     if sample_draws:
         for draw in draws:
             sample(model, draw, settings.dtype, jvp_targets)
-    engine.references(main, draws, records, chunk, passes)
+    engine.references(main, draws, records, chunk, passes, fields=fields)
     redrawn = 0
     if sample_draws and kink_field is not None:
         def on_kink(draw: Draw) -> bool:
@@ -86,7 +99,7 @@ def prepare(engine: Engine, checks: list[Check], draws: list[Draw], records: dic
             for draw in redone:
                 sample(model, draw, settings.dtype, jvp_targets)
                 del records[id(draw)]
-            engine.references(main, redone, records, chunk, passes)
+            engine.references(main, redone, records, chunk, passes, fields=fields)
     dense = [c for c in checks if c.kind == "jacobian"]
     if dense:
         _dense(engine, dense, draws, records, tallies, chunk)
@@ -151,27 +164,47 @@ def run_sweep(
     on_phase: Phase = lambda text: None,
     on_compared: Callable[[Check, Draw, Comparison], None] | None = None,
 ) -> SweepResult:
-    """Runs the sweep over `draws` (None: the settings' own, bncheck.draws.plan); draws given with
-    their arrays set are checked as they are, nothing sampled or redrawn (an exported case read back).
+    """Runs the sweep over `draws` (None: the settings' own, bncheck.draws.plan, or this process's
+    share of them on several hosts); draws given with their arrays set are checked as they are,
+    nothing sampled or redrawn (an exported case read back).
+
+    Functions that use JAX are called through their traces (bncheck.traced): on the host, or on an
+    accelerator beside their references when the sweep has few shapes (_on_device). The others are
+    called as they are, with the forward fields they read (all, where their code does not tell).
 
     on_progress(done, total) follows the draws; on_phase(text) names each longer step before it
-    (compiles, references, redraws), so a progress display is never silent; on_verdict sees every
-    judged draw of every check as it is tallied (the error distributions of bench/tolerances.py).
+    (compiles, references, redraws, a function that must run eagerly), so a progress display is
+    never silent; on_compared sees every judged draw of every check as it is tallied (the error
+    distributions of bench/tolerances.py).
     """
     model, settings = engine.model, engine.settings
     checks = list(derivation.checks.values())
     tallies = {c.name: Tally(c, observer=on_compared) for c in checks}
     given = draws is not None
-    draws = list(draws) if given else plan(settings, model)
+    draws = list(draws) if given else plan(settings, model, engine.share)
     total = len(draws)
     chunk = engine.chunk(checks, total)
-    checker = Checker(derivation, settings, engine.cfg, model.invariants(engine.cfg))
+    traced = Traced.of(derivation.functions)
+    hosted = replace(derivation, functions=traced.hosted())
+    invariants = model.invariants(engine.cfg)
+    checker = Checker(hosted, settings, engine.cfg, invariants)
+    on_device = _on_device(engine, derivation, traced, checks, invariants, draws)
+    host = [c for c in checks if c not in on_device]
+    fields = _fields(model, derivation, host, invariants)
+    failed_shapes: set[tuple] = set()
     redrawn = done = 0
     waiting: list[Verdict] = []
+    said: set[str] = set()
 
     def settle() -> None:
         _settle(engine, checks, waiting, chunk, checker.sample_budget)
         waiting.clear()
+
+    def say_eager() -> None:
+        if traced.eager - said:
+            said.update(traced.eager)
+            on_phase(f"checking draws; {', '.join(sorted(said))} cannot be traced by JAX and "
+                     f"run{'s' if len(said) == 1 else ''} eagerly, compiling each operation for each new shape: slow")
 
     on_phase("drawing, compiling and computing references")
     block: list[Draw] = []
@@ -180,11 +213,15 @@ def run_sweep(
         if len(block) < chunk and done + len(block) < total:
             continue
         records: dict[int, Record] = {}
-        redrawn += prepare(engine, checks, block, records, tallies, chunk, sample_draws=not given, on_phase=on_phase)
+        redrawn += prepare(engine, host, block, records, tallies, chunk, sample_draws=not given, on_phase=on_phase,
+                           fields=fields, also=on_device)
+        if on_device:
+            waiting += _derived(engine, on_device, derivation, block, records, tallies, chunk, checker, failed_shapes)
         if done == 0:
             on_phase("checking draws")
         for draw in block:
-            waiting += checker.draw(checks, draw, records.setdefault(id(draw), Record()), tallies)
+            waiting += checker.draw(host, draw, records.setdefault(id(draw), Record()), tallies)
+            say_eager()
             done += 1
             on_progress(done, total)
         if len(waiting) >= chunk:
@@ -198,5 +235,90 @@ def run_sweep(
             threshold = settings.max_jacobian_mb * PRODUCTS_SHARE
             tally.reference = (f"jax.jacfwd, and {PRODUCTS} for Jacobians over {threshold:g} MB"
                                if tally.dense_draws else PRODUCTS)
-    return SweepResult(tallies, total, redrawn, engine, chunk)
+    return SweepResult(tallies, total, redrawn, engine, chunk, hosted)
 
+
+def _fields(model: Model, derivation: Derivation, host: list[Check], invariants: dict) -> tuple[str, ...] | None:
+    """The forward fields the host's functions (and the model's invariants) can read, or None for all."""
+    found = fields_read([derivation.functions[c.name] for c in host] + list(invariants.values()), [*model.outputs, "R"])
+    return None if found is None else tuple(sorted(found))
+
+
+def _on_device(engine: Engine, derivation: Derivation, traced: Traced, checks: list[Check], invariants: dict,
+               draws) -> list[Check]:
+    """The gradient and JVP checks whose functions run beside their references (Engine.derived): on
+    an accelerator, for a sweep of at most DEVICE_SHAPES shapes (a fixed shape, a model file's shape
+    pool), the functions that trace at each of them to one array of the right shape. Each is traced
+    as check.call calls a function (its timeout, its isolation); one whose invariant must see its
+    values stays on the host."""
+    settings = engine.settings
+    if not engine.derive_on_device:
+        return []
+    if settings.shape is not None:
+        shapes = [dict(settings.shape)]
+    elif getattr(draws, "pool", None):
+        shapes = [draws.dims(t) for t in range(min(draws.pool, len(draws)))]
+    else:
+        shapes = list({tuple(d.dims.items()): d.dims for d in draws}.values()) if isinstance(draws, list) else []
+    shapes = list({tuple(d.items()): d for d in shapes}.values())
+    if not shapes or len(shapes) > DEVICE_SHAPES:
+        return []
+    dtype = settings.dtype
+
+    def traces(c: Check, dims: dict[str, int]) -> bool:
+        arrays = {n: (s, dtype) for n, s in {**engine.arrays(dims), **engine.output_shapes(dims)}.items()}
+        directions = ((engine.target_shape(c, dims), dtype),) if c.kind == "jvp" else ()
+
+        def attempt() -> np.ndarray:
+            # As an array, so that check.call hands it back: 1 where the trace stands for the function.
+            found = traced.trace(c.name, arrays, {**dims, **engine.cfg}, directions)
+            return np.array(float(found is not None and found.shape == engine.value_shape(c, dims)
+                                  and (float_dtype(found.dtype) or np.issubdtype(found.dtype, np.integer))))
+
+        return bool(np.all(call(attempt, (), settings.timeout, derivation.file) == 1.0))
+
+    return [c for c in checks if c.name in traced.names and c.kind in ("gradient", "jvp") and c.name not in invariants
+            and all(traces(c, dims) for dims in shapes)]
+
+
+def _derived(engine: Engine, checks: list[Check], derivation: Derivation, draws: list[Draw],
+             records: dict[int, Record], tallies: dict[str, Tally], chunk: int, checker: Checker,
+             failed_shapes: set[tuple]) -> list[Verdict]:
+    """The verdicts of `checks` on `draws` from the engine's device path, tallied or (those that wait
+    for a noise floor) returned. A shape whose program cannot be built or run falls back to the host:
+    its references come back and the checker calls the functions there."""
+    settings = engine.settings
+    waiting: list[Verdict] = []
+    taken: set[int] = set()
+
+    def take(draw: Draw, out: dict) -> None:
+        taken.add(id(draw))
+        record = records.setdefault(id(draw), Record())
+        for c in checks:
+            tally = tallies[c.name]
+            if tally.error is not None:
+                continue
+            if c.name in out["spread"]:
+                record.spreads.setdefault(c.name, {})["rough"] = [float(x) for x in out["spread"][c.name]]
+            summaries = [Summary(float(e), float(m), int(i), int(n), int(f)) for e, m, i, n, f in out["summary"][c.name]]
+            verdict = Verdict.summarized(tally, draw, record, summaries, engine.value_shape(c, draw.dims),
+                                         out["got"][c.name], out["ref"][c.name], settings)
+            if verdict.needs:
+                waiting.append(verdict)
+            else:
+                verdict.settle(settings.dtype, checker.sample_budget)
+
+    for dims, part in group(draws, lambda d: dict(d.dims)):
+        shape = tuple(dims.items())
+        if shape not in failed_shapes:
+            try:
+                engine.derived(checks, derivation.functions, part, chunk, take)
+                continue
+            except Exception:  # noqa: BLE001 - the host path below checks these draws instead
+                failed_shapes.add(shape)
+        rest = [d for d in part if id(d) not in taken]
+        passes = ("exact", "rough") if settings.dtype != "float64" else ("exact",)
+        engine.references(checks, rest, records, chunk, passes)
+        for draw in rest:
+            waiting += checker.draw(checks, draw, records[id(draw)], tallies)
+    return waiting

@@ -1,0 +1,218 @@
+"""A derivation's functions as JAX sees them: which use JAX, which ctx fields they read, and the
+jax.numpy ones traced once a shape.
+
+A function uses JAX when its code, or a function it calls, names `jax` or something of jax's. Such a
+function is traced (jax.make_jaxpr, with the ctx's arrays abstract and its numbers as they are) once
+for each shape it meets, and runs as its trace from then on: evaluated with NumPy on the host
+(bncheck.hostrun), or compiled and vmapped beside the references on an accelerator (the engine).
+A function that uses no JAX is NumPy code and keeps NumPy's semantics: it is never traced, since
+JAX would run it differently (no in-place updates, no aliasing between arrays).
+
+Every guarantee of calling the function stays: the trace runs inside check.call like the call itself
+(its timeout, its isolation), and wherever it cannot stand for the function the function is called as
+it is, on that draw: a trace that raises (the user's exception and line are then reported by the call
+itself), one whose output is not one array, one whose value the host evaluator cannot reproduce, and
+for good a function that traces to a different program twice at the same shape (it reads a clock, a
+counter or a random generator of its own, so its trace holds one call's value, not each call's).
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from bncheck.draws import Ctx
+from bncheck.hostrun import evaluate
+
+# Libraries whose functions a derivation calls but that never read a ctx field by name: their code
+# is not followed when looking for the fields a function reads.
+LIBRARIES = ("numpy", "jax", "jaxlib", "ml_dtypes", "opt_einsum", "scipy", "math", "functools", "operator",
+             "builtins", "itertools", "typing")
+# Names through which code can reach any attribute of an object: a function that uses one reads
+# whatever it likes, so all the fields come along.
+_ANY_FIELD = frozenset({"getattr", "vars", "__dict__", "__getattribute__", "eval", "exec", "globals", "locals",
+                        "attrgetter", "compile"})
+
+
+def _library(obj: Any) -> bool:
+    module = getattr(obj, "__module__", None) or getattr(obj, "__name__", "")
+    return isinstance(module, str) and module.split(".")[0] in LIBRARIES
+
+
+def _codes(code: types.CodeType) -> Iterable[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _codes(const)
+
+
+def _reached(fns: Iterable[Callable]) -> tuple[set[str], list[Any]] | None:
+    """The names and string constants in the code of `fns` and of every function they reach through
+    their globals and closures (library code aside), and the other objects reached (modules,
+    library functions, values); None when a reached callable's code cannot be read."""
+    names: set[str] = set()
+    others: list[Any] = []
+    seen: set[int] = set()
+    todo = list(fns)
+    while todo:
+        fn = inspect.unwrap(todo.pop())
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        if not isinstance(fn, types.FunctionType):
+            if callable(fn) and not isinstance(fn, (types.BuiltinFunctionType, type)) and not _library(fn):
+                return None  # a partial, a bound method, an object with __call__: code unseen
+            others.append(fn)
+            continue
+        for code in _codes(fn.__code__):
+            names.update(code.co_names)
+            names.update(c for c in code.co_consts if isinstance(c, str))
+            for name in code.co_names:
+                if name in fn.__globals__:
+                    value = fn.__globals__[name]
+                    if isinstance(value, types.FunctionType) and not _library(value):
+                        todo.append(value)
+                    else:
+                        others.append(value)
+        for cell in fn.__closure__ or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if isinstance(value, types.FunctionType) and not _library(value):
+                todo.append(value)
+            else:
+                others.append(value)
+    return names, others
+
+
+def uses_jax(fn: Callable) -> bool:
+    """Whether `fn`, or a function it reaches, names jax or something of jax's (see the docstring)."""
+    reached = _reached([fn])
+    if reached is None:
+        return False
+
+    def of_jax(value: Any) -> bool:
+        name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+        return isinstance(name, str) and name.split(".")[0] in ("jax", "jaxlib")
+
+    return any(of_jax(value) for value in reached[1])
+
+
+def fields_read(fns: Iterable[Callable], fields: Iterable[str]) -> set[str] | None:
+    """The ctx fields that `fns` can read, or None when that cannot be told from their code (then
+    every field must be there). Conservative: any name or string in the code that is a field counts."""
+    reached = _reached(fns)
+    if reached is None:
+        return None
+    names, _ = reached
+    if names & _ANY_FIELD:
+        return None
+    return set(fields) & names
+
+
+Spec = tuple  # (shape, dtype) of an array
+
+
+@dataclass
+class Trace:
+    """One function traced at one shape: its jaxpr and consts, the ctx fields its inputs are, and the
+    shape and dtype of the one array it returns."""
+
+    jaxpr: Any
+    consts: list
+    fields: list[str]
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+@dataclass
+class Traced:
+    """The functions of a derivation that use JAX, traced once a shape (see the module docstring)."""
+
+    functions: dict[str, Callable]
+    names: set[str] = field(default_factory=set)  # the functions that use JAX
+    traces: dict[tuple, Trace | None] = field(default_factory=dict)
+    # Functions found to trace to different programs at one shape: called as they are from then on.
+    impure: set[str] = field(default_factory=set)
+    checked: set[str] = field(default_factory=set)  # functions traced twice already
+    # Functions that use JAX and were called as they are on some draw: eager jax.numpy, which compiles
+    # each operation for each new shape (the sweep says so while it runs).
+    eager: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, functions: dict[str, Callable]) -> Traced:
+        return cls(dict(functions), {name for name, fn in functions.items() if uses_jax(fn)})
+
+    def hosted(self) -> dict[str, Callable]:
+        """Every function, those that use JAX replaced by their traces evaluated on the host."""
+        return {name: self._hosted(name) if name in self.names else fn for name, fn in self.functions.items()}
+
+    def trace(self, name: str, arrays: dict[str, Spec], static: dict[str, Any], directions: tuple[Spec, ...] = ()) -> Trace | None:
+        """`name` traced with ctx arrays of these (shape, dtype), ctx numbers `static` and JVP
+        directions of these (shape, dtype) (cached), or None where the trace cannot stand for it."""
+        if name in self.impure:
+            return None
+        key = (name, tuple((k, tuple(s), np.dtype(d).str) for k, (s, d) in arrays.items()),
+               tuple((tuple(s), np.dtype(d).str) for s, d in directions), tuple(static.items()))
+        try:
+            hash(key)
+        except TypeError:  # a model's option that is no plain value: no cache key, so no trace
+            return None
+        if key not in self.traces:
+            self.traces[key] = self._trace(name, arrays, static, directions)
+        return None if name in self.impure else self.traces[key]
+
+    def _trace(self, name: str, arrays: dict[str, Spec], static: dict, directions: tuple) -> Trace | None:
+        import jax
+        from jax.extend.core import Literal
+
+        fn = self.functions[name]
+
+        def traced(fields, *V):
+            return fn(Ctx({**fields, **static}), *V)
+
+        specs = ({k: jax.ShapeDtypeStruct(s, d) for k, (s, d) in arrays.items()},
+                 *(jax.ShapeDtypeStruct(s, d) for s, d in directions))
+        try:
+            closed, out = jax.make_jaxpr(traced, return_shape=True)(*specs)
+            again = jax.make_jaxpr(traced)(*specs) if name not in self.checked else closed
+        except Exception:  # the call itself, on the draw, says what is wrong (or works eagerly)
+            return None
+        if again is not closed:
+            self.checked.add(name)
+            if str(again.jaxpr) != str(closed.jaxpr) or not _same(again.consts, closed.consts):
+                self.impure.add(name)
+                return None
+        if not isinstance(out, jax.ShapeDtypeStruct) or any(isinstance(v, Literal) for v in closed.jaxpr.outvars):
+            return None  # not one array (a tuple, a Python number): the call reports it as it is
+        # The trace's inputs are the ctx fields in the order JAX flattens a dict: its keys sorted.
+        order = jax.tree_util.tree_leaves({k: k for k in arrays})
+        return Trace(closed.jaxpr, list(closed.consts), order, tuple(out.shape), np.dtype(out.dtype))
+
+    def _hosted(self, name: str) -> Callable:
+        fn = self.functions[name]
+
+        def hosted(ctx: Ctx, *directions):
+            values = vars(ctx)
+            arrays = {k: (v.shape, v.dtype) for k, v in values.items() if isinstance(v, np.ndarray)}
+            static = {k: v for k, v in values.items() if k not in arrays}
+            trace = self.trace(name, arrays, static, tuple((V.shape, V.dtype) for V in directions))
+            if trace is not None:
+                try:
+                    (value,) = evaluate(trace.jaxpr, trace.consts, [values[f] for f in trace.fields] + list(directions))
+                    return value
+                except Exception:  # the evaluator's failure, not the function's: the function decides
+                    pass
+            self.eager.add(name)
+            return fn(ctx, *directions)
+
+        return hosted
+
+
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True) for x, y in zip(a, b))
