@@ -9,6 +9,7 @@ is of atol + rtol max|ref| alone, an upper bound. Usage:
     python bench/tolerances.py --trials 10000                 # closed-form, relu, ddof 0, eps 1e-5
     python bench/tolerances.py --trials 2000 --ddof 1 --eps 0 --activation tanh
     python bench/tolerances.py --model mlp --loss xent --layers 4 --dtype float32 --trials 100000
+    python bench/tolerances.py --dtype bfloat16 --dtype float16 --trials 10000
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from bncheck.compare import TOLERANCES
 from bncheck.engine import Engine, scope
+from bncheck.options import DTYPES
 from bncheck.loader import load_derivation
 from bncheck.models import get_model
 from bncheck.settings import resolve
@@ -31,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("derivation", nargs="?", default="closed-form")
     parser.add_argument("--trials", type=int, default=10000)
-    parser.add_argument("--dtype", action="append", choices=("float64", "float32"))
+    parser.add_argument("--dtype", action="append", choices=DTYPES)
     parser.add_argument("--activation", default="relu")
     parser.add_argument("--ddof", type=int, default=0)
     parser.add_argument("--eps", type=float, default=1e-5)

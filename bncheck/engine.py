@@ -198,6 +198,7 @@ class Engine:
         # the host: on an accelerator, where that spares bringing every draw's record across. Tests set
         # it to exercise that path on the CPU.
         self.derive_on_device = self.kind != "cpu"
+        self.on_device: set[str] = set()  # the checks whose functions ran there, so far
 
     # ---- devices -----------------------------------------------------------------------------
 
@@ -447,6 +448,7 @@ class Engine:
 
         spec = tuple((c.name, c.kind, c.target, c.output) for c in checks)
         dtype = self.settings.dtype
+        self.on_device.update(c.name for c in checks)
         for dims, part in group(draws, lambda d: dict(d.dims)):
             fn = self.compiled(("derived", spec, tuple(dims.items())), lambda dims=dims: derived_program(
                 self.model, self.cfg, spec, functions, dims, dtype, self.optimize))

@@ -68,9 +68,17 @@ def _dot_general(lhs, rhs, *, dimension_numbers, preferred_element_type=None, **
     out = [left[i] for i in lb]
     out += [left[i] for i in range(lhs.ndim) if i not in lc and i not in lb]
     out += [right[j] for j in range(rhs.ndim) if j not in rc and j not in rb]
-    if preferred_element_type is not None:
-        lhs, rhs = lhs.astype(preferred_element_type, copy=False), rhs.astype(preferred_element_type, copy=False)
+    wide = preferred_element_type if preferred_element_type is not None else np.result_type(lhs.dtype, rhs.dtype)
+    lhs, rhs = lhs.astype(_accumulated(wide), copy=False), rhs.astype(_accumulated(wide), copy=False)
     return np.einsum(f"{''.join(left)},{''.join(right)}->{''.join(out)}", lhs, rhs, optimize=True)
+
+
+def _accumulated(dtype) -> np.dtype:
+    """The dtype sums of `dtype` accumulate in: float32 for the floats narrower than it (bfloat16,
+    float16), as XLA computes them on a CPU, which has no arithmetic of theirs."""
+    dtype = np.dtype(dtype)
+    narrow = dtype.kind == "V" or (dtype.kind == "f" and dtype.itemsize < 4)  # ml_dtypes' bfloat16 is kind V
+    return np.dtype(np.float32) if narrow else dtype
 
 
 def _broadcast_in_dim(x, *, shape, broadcast_dimensions, **_):
@@ -179,9 +187,11 @@ def _apply(eqn, values: list) -> list:
     if name in _ELEMENTWISE:
         return [_ELEMENTWISE[name](*values)]
     if name in _REDUCTIONS:
-        return [_REDUCTIONS[name](values[0], axis=tuple(params["axes"]))]
+        x = values[0]
+        return [_REDUCTIONS[name](x.astype(_accumulated(x.dtype), copy=False), axis=tuple(params["axes"]))]
     if name in _CUMULATIVE:
         x, axis = values[0], params["axis"]
+        x = x.astype(_accumulated(x.dtype), copy=False)
         if params.get("reverse"):
             return [np.flip(_CUMULATIVE[name](np.flip(x, axis), axis=axis), axis)]
         return [_CUMULATIVE[name](x, axis=axis)]

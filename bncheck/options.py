@@ -19,7 +19,7 @@ from bncheck.compare import TOLERANCES
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "identity")
 DTYPES = ("float64", "float32", "bfloat16", "float16")
-DEVICES = ("cpu", "gpu")
+DEVICES = ("cpu", "gpu", "auto")
 # autodiff: jax.grad / jax.jacfwd / jax.jvp alone; fd: central differences as well, on a few draws.
 REFERENCES = ("autodiff", "fd")
 # The largest size of a dimension: the largest axis an int32 index reaches.
@@ -104,7 +104,9 @@ OPTIONS = (
     Option("shape", str, None, "One fixed shape for every draw, e.g. N=10,p1=7,p2=4,k=1; else shapes are swept.",
            "draws"),
     Option("dtype", str, "float64", "float64 | float32 | bfloat16 | float16, with its own tolerances.", "run", choices=DTYPES),
-    Option("device", str, "cpu", "cpu | gpu, where JAX computes the references.", "run", choices=DEVICES),
+    Option("device", str, "cpu", "cpu | gpu | auto, where JAX computes the references: gpu and auto use a GPU "
+           "where the draws are large enough for it to pay, the CPU below that (gpu needs one, auto takes "
+           "one if there); the report says which ran.", "run", choices=DEVICES),
     Option("reference", str, "autodiff",
            "autodiff, or fd to add float64 central differences on a few draws as a third opinion.", "run",
            choices=REFERENCES),

@@ -139,25 +139,28 @@ def check_many(
 ) -> list[Report]:
     """check() for several derivations at once, one sweep for all (see the module docstring)."""
     from bncheck.assess import assess
-    from bncheck.engine import Engine, scope
-    from bncheck.sweep import SweepResult, run_sweep
+    from bncheck.engine import Engine, choose_device, scope
+    from bncheck.sweep import run_sweep
 
     if len(derivations) == 1:
         derivation, parts = derivations[0], [{}]
     else:
         derivation, parts = _joined(derivations)
         model = _joined_model(model, parts)
-    with scope(settings.device):
+    with scope(choose_device(model, settings)):
         sweep = run_sweep(Engine(model, settings), derivation, on_progress=on_progress, on_phase=on_phase)
         if sweep.draws:
             on_phase("diagnosing")
         reports = []
         for own, part in zip(derivations, parts):
-            split = sweep
+            # Called as the sweep called them: a jax.numpy function through its traces.
+            split, called = sweep, sweep.derivation
             if len(derivations) > 1:
                 tallies = {name: dataclasses.replace(sweep.tallies[key], check=own.checks[name]) for key, name in part.items()}
-                split = SweepResult(tallies, sweep.draws, sweep.redrawn, sweep.engine, sweep.chunk)
-            reports.append((own, split, assess(own, split)))
+                split = dataclasses.replace(sweep, tallies=tallies)
+                called = dataclasses.replace(own, functions={
+                    **own.functions, **{name: sweep.derivation.functions[key] for key, name in part.items()}})
+            reports.append((own, split, assess(called, split)))
     return [build_report(model, settings, own, split, found) for own, split, found in reports]
 
 

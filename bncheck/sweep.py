@@ -45,6 +45,9 @@ class SweepResult:
     # The derivation as the sweep called it: a jax.numpy function's traces stand in for it, and the
     # steps after the sweep call it the same way.
     derivation: Derivation | None = None
+    # The kind of device the references ran on, and over how many of them each chunk was sharded.
+    device: str = "cpu"
+    devices: int = 1
 
 
 def prepare(engine: Engine, checks: list[Check], draws: list[Draw], records: dict[int, Record],
@@ -235,7 +238,7 @@ def run_sweep(
             threshold = settings.max_jacobian_mb * PRODUCTS_SHARE
             tally.reference = (f"jax.jacfwd, and {PRODUCTS} for Jacobians over {threshold:g} MB"
                                if tally.dense_draws else PRODUCTS)
-    return SweepResult(tallies, total, redrawn, engine, chunk, hosted)
+    return SweepResult(tallies, total, redrawn, engine, chunk, hosted, engine.kind, len(engine.devices))
 
 
 def _fields(model: Model, derivation: Derivation, host: list[Check], invariants: dict) -> tuple[str, ...] | None:

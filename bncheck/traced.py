@@ -180,7 +180,8 @@ class Traced:
                  *(jax.ShapeDtypeStruct(s, d) for s, d in directions))
         try:
             closed, out = jax.make_jaxpr(traced, return_shape=True)(*specs)
-            again = jax.make_jaxpr(traced)(*specs) if name not in self.checked else closed
+            # A function of its own: make_jaxpr would hand back its cached trace of `traced`.
+            again = jax.make_jaxpr(lambda *a: traced(*a))(*specs) if name not in self.checked else closed
         except Exception:  # the call itself, on the draw, says what is wrong (or works eagerly)
             return None
         if again is not closed:

@@ -95,6 +95,9 @@ class Report:
     options: dict[str, Any] = field(default_factory=dict)
     # Why the file could not be checked at all, in a run of many files (Reports); None when it was.
     error: str | None = None
+    # The kind of device the references ran on (--device auto and gpu choose by size) and how many.
+    device: str = "cpu"
+    devices: int = 1
 
     @property
     def warnings(self) -> list[dict[str, str]]:
@@ -109,6 +112,8 @@ class Report:
             "options": self.options,
             "draws": self.draws,
             "redrawn": self.redrawn,
+            "device": self.device,
+            "devices": self.devices,
             "checks": [c.to_dict() for c in self.checks],
             "warnings": self.warnings,
             **({} if self.error is None else {"error": self.error}),
@@ -270,4 +275,6 @@ def build_report(model: Model, settings: Settings, derivation: Derivation, sweep
         redrawn=sweep.redrawn,
         checks=checks,
         options=settings.model_options(model),
+        device=sweep.device,
+        devices=sweep.devices,
     )

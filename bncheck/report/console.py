@@ -94,7 +94,8 @@ class ReportView:
             printable(f"{r.derivation} on {r.model}: {counted(r.draws, 'draw')}{redrawn}, {shapes}") + "\n",
             (
                 f"{s['dtype']}, rtol {s['rtol']:g}, atol {s['atol']:g}; {options}"
-                f"seed {s['seed']}; against {', '.join(references) or 'nothing'}",
+                f"seed {s['seed']}; against {', '.join(references) or 'nothing'}; "
+                f"on {r.device if r.devices == 1 else f'{r.devices} {r.device} devices'}",
                 "dim",
             ),
         )

@@ -1,0 +1,289 @@
+"""jax.numpy derivations run as JAX traces them: each shape's trace evaluated on the host, or on an
+accelerator compiled beside the references and compared there; NumPy derivations are never traced;
+and every guarantee of calling a user's function stays (its exception and line, its return value as it
+is, a function that is not the same on every call)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import DERIVATIONS, SMALL, statuses
+from jax import lax
+
+from helpers import run_sweep
+
+import bncheck.engine as engine
+from bncheck.draws import Ctx
+from bncheck.engine import Engine, scope
+from bncheck.hostrun import evaluate
+from bncheck.loader import load_derivation
+from bncheck.models import get_model
+from bncheck.settings import resolve
+from bncheck.sweep import run_sweep as sweep_with
+from bncheck.traced import Traced, fields_read, uses_jax
+
+MODEL = get_model("bn-mlp")
+CORRECT_JAX = str(DERIVATIONS / "correct_jax.py")
+# The jax.numpy file's functions, one of them slipped by 1% (a value mismatch, diagnosed as a scale).
+JAX_SLIP = (
+    "import jax.numpy as jnp\n"
+    f"exec(open({CORRECT_JAX!r}).read())\n"
+    "_grad_G1 = grad_G1\n"
+    "def grad_G1(ctx):\n"
+    "    return 1.01 * _grad_G1(ctx)\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def user_broadcasts():
+    # A user's jax.numpy code may broadcast implicitly: the strict mode is for bncheck's own code.
+    with jax.numpy_rank_promotion("allow"):
+        yield
+
+
+def _file(tmp_path, body: str, name: str = "derivation") -> str:
+    path = tmp_path / f"{name}.py"
+    path.write_text(body)
+    return str(path)
+
+
+def _sweep(path: str, on_device: bool = False, **flags):
+    """The sweep of `path` on the host, or on the engine's device path (the CPU standing in for an
+    accelerator), and the phases it announced."""
+    settings = resolve(flags, None if "shape" in flags else SMALL)
+    phases: list[str] = []
+    with scope("cpu"):
+        eng = Engine(MODEL, settings)
+        eng.derive_on_device = on_device
+        return sweep_with(eng, load_derivation(path, MODEL), on_phase=phases.append), phases
+
+
+def test_functions_that_use_jax_are_told_from_numpy_ones(tmp_path):
+    jax_file = load_derivation(CORRECT_JAX, MODEL)
+    assert all(uses_jax(fn) for fn in jax_file.functions.values())
+    numpy_file = load_derivation(str(DERIVATIONS / "correct_numpy.py"), MODEL)
+    assert not any(uses_jax(fn) for fn in numpy_file.functions.values())
+    mixed = load_derivation(_file(tmp_path, (
+        "import numpy as np\nimport jax.numpy as jnp\nimport jax\n"
+        "def _dR_dB(ctx):\n    return jnp.asarray(-2 / ctx.N * (ctx.resid @ ctx.G2.T) * ctx.dA)\n"
+        "def grad_beta(ctx):\n    return _dR_dB(ctx).sum(axis=0)\n"            # jax through a helper
+        "def grad_gamma(ctx):\n    return np.sum(ctx.Hhat, axis=0)\n"            # NumPy, jax imported
+        "def grad_G2(ctx, grad=jax.grad):\n    return ctx.A.T @ ctx.resid\n"     # jax in a default only
+    )), MODEL)
+    assert {n: uses_jax(f) for n, f in mixed.functions.items()} == {
+        "grad_beta": True, "grad_gamma": False, "grad_G2": False}
+
+
+def _primitives():
+    """Functions whose traces use the primitives the host evaluator implements, and some it hands to
+    JAX (sort, erf, cumsum in reverse), with arguments."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((5, 4)), rng.standard_normal((4, 3))
+    b = rng.standard_normal((2, 5, 4))
+    i = np.array([[-7, 7, 3], [5, -2, -9]])
+    return [
+        (lambda x, y: x @ y, (x, y)),
+        (lambda b, y: jnp.einsum("bij,jk->bik", b, y), (b, y)),
+        (lambda b: jnp.einsum("bij,bij->b", b, b), (b,)),
+        (lambda x: jnp.kron(jnp.eye(2), x), (x,)),
+        (lambda x: jnp.where(x > 0, x, 0.5 * x).mean(axis=0), (x,)),
+        (lambda x: lax.pad(x, 0.5, ((1, -2, 1), (-1, 2, 0))), (x,)),
+        (lambda x: jnp.concatenate([x, 2 * x], axis=1), (x,)),
+        (lambda x: lax.dynamic_slice(x, (3, 2), (3, 2)), (x,)),  # starts clamped, as lax does
+        (lambda x: lax.dynamic_update_slice(x, jnp.ones((2, 2)), (4, -1)), (x,)),
+        (lambda x: (lax.cumsum(x, axis=0, reverse=True), jnp.cumprod(x, axis=1), lax.cummax(x, axis=1)), (x,)),
+        (lambda x: jnp.argmax(x, axis=1) + jnp.argmin(x, axis=0)[:, None].sum(), (x,)),
+        (lambda x: x ** -2 + x ** 3 + jnp.sqrt(jnp.abs(x)) + lax.rsqrt(1 + x * x), (x,)),
+        (lambda i: (lax.div(i, 4), lax.rem(i, 4), i // 4, i % 4), (i,)),
+        (lambda x: (jnp.round(2.5 * x), lax.round(2.5 * x), jnp.clip(x, -0.5, 0.5)), (x,)),
+        (lambda x: lax.select_n(jnp.argmax(x, axis=1) % 3, x[:, 0], x[:, 1], x[:, 2]), (x,)),
+        (lambda x: (jnp.flip(x, 0), x.T.reshape(2, 10), jnp.squeeze(x[None]), lax.iota(jnp.int32, 7)), (x,)),
+        (lambda x: (x.max(0), x.min(1), x.prod(0), jnp.any(x > 1), jax.nn.sigmoid(x), jnp.tanh(x)), (x,)),
+        (lambda x: (jnp.sort(x, axis=0), jax.scipy.special.erf(x)), (x,)),
+        (lambda x, y: (x.astype(jnp.bfloat16) @ y.astype(jnp.bfloat16)).sum(0), (x, y)),
+    ]
+
+
+@pytest.mark.parametrize("n", range(len(_primitives())))
+def test_a_trace_evaluated_on_the_host_gives_what_jax_gives(n):
+    fn, args = _primitives()[n]
+    with scope("cpu"):
+        closed = jax.make_jaxpr(fn)(*args)
+        got = evaluate(closed.jaxpr, closed.consts, list(args))
+        want = jax.tree_util.tree_leaves(jax.jit(fn)(*args))
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        w = np.asarray(w)
+        assert g.shape == w.shape and g.dtype == w.dtype
+        tol = 1e-2 if w.dtype == jnp.bfloat16 else 1e-12
+        np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=tol, atol=tol)
+
+
+def test_a_jax_numpy_derivation_runs_as_its_traces_with_the_verdicts_of_calling_it():
+    traced, phases = _sweep(CORRECT_JAX, trials=24)
+    assert all(t.failures == 0 and t.error is None and t.ran == 24 for t in traced.tallies.values())
+    assert not any("eagerly" in p for p in phases)  # no function fell back to eager jax.numpy
+    numpy, _ = _sweep(str(DERIVATIONS / "correct_numpy.py"), trials=24)
+    for name, tally in numpy.tallies.items():
+        assert traced.tallies[name].max_abs == pytest.approx(tally.max_abs, rel=1e-3, abs=1e-13), name
+
+
+def test_a_slip_in_jax_numpy_is_found_and_diagnosed_as_in_numpy(run, tmp_path):
+    report = run(_file(tmp_path, JAX_SLIP), trials=24)
+    check = {c.name: c for c in report.checks}["grad_G1"]
+    assert statuses(report)["grad_G1"] == "fail" and sum(not c.passed for c in report.checks) == 1
+    assert check.diagnosis["code"] == "scale" and check.diagnosis["factor"] == pytest.approx(1.01, rel=1e-3)
+    assert check.error_map is not None and check.smallest is not None
+
+
+def test_a_function_jax_cannot_trace_is_called_as_it_is_and_the_sweep_says_it_is_slow(tmp_path):
+    path = _file(tmp_path, (
+        "import jax.numpy as jnp\n"
+        f"exec(open({CORRECT_JAX!r}).read())\n"
+        "_grad_beta = grad_beta\n"
+        "def grad_beta(ctx):\n"
+        "    if float(jnp.sum(ctx.resid)) > 1e300:  # reads a value: no trace can\n"
+        "        raise AssertionError\n"
+        "    return _grad_beta(ctx)\n"
+    ))
+    sweep, phases = _sweep(path, shape="N=5,p1=3,p2=2,k=1", trials=4)
+    assert all(t.failures == 0 and t.error is None for t in sweep.tallies.values())
+    eager = [p for p in phases if "eagerly" in p]
+    assert eager and "grad_beta" in eager[0] and "grad_gamma" not in eager[0], phases
+
+
+def test_a_raise_while_tracing_is_reported_as_the_call_reports_it(run, tmp_path):
+    path = _file(tmp_path, (
+        "import jax.numpy as jnp\n"
+        "def grad_beta(ctx):\n"
+        "    if ctx.N == 3:\n"
+        "        raise ValueError('no batches of three')\n"
+        "    return jnp.sum(-2 / ctx.N * (ctx.resid @ ctx.G2.T) * ctx.dA, axis=0)\n"
+    ))
+    report = run(path, shape="N=3,p1=2,p2=2,k=1", trials=2)
+    check = report.checks[0]
+    assert check.status == "error" and "ValueError: no batches of three" in check.diagnosis["message"]
+    assert check.diagnosis["line"].endswith("raise ValueError('no batches of three')")
+    assert run(path, shape="N=4,p1=2,p2=2,k=1", trials=2).passed
+
+
+def test_a_function_that_is_not_the_same_on_every_call_is_called_on_every_draw(run, tmp_path):
+    """Traced once, it would hold its first call's value for every draw and pass; called on every
+    draw, as a per-draw check calls it, it drifts and fails."""
+    path = _file(tmp_path, (
+        "import itertools\nimport jax.numpy as jnp\n"
+        "calls = itertools.count(1)\n"
+        "def grad_beta(ctx):\n"
+        "    grad = jnp.sum(-2 / ctx.N * (ctx.resid @ ctx.G2.T) * ctx.dA, axis=0)\n"
+        "    return grad * (1 + 0.01 * (next(calls) - 1))\n"
+    ))
+    report = run(path, shape="N=5,p1=3,p2=2,k=1", trials=4)
+    assert report.checks[0].status == "fail"
+
+
+def test_a_jax_function_returns_what_it_returns(run, tmp_path):
+    """A tuple is no array: the trace does not stand in for it, and the report says what a call says."""
+    body = "def grad_beta(ctx):\n    return (ctx.beta, ctx.beta)\n"
+    numpy = run(_file(tmp_path, body), shape="N=5,p1=3,p2=2,k=1", trials=2)
+    jax_ = run(_file(tmp_path, "import jax.numpy as jnp\n" + body.replace("ctx.beta)", "jnp.asarray(ctx.beta))"), "jax_"),
+               shape="N=5,p1=3,p2=2,k=1", trials=2)
+    assert jax_.checks[0].status == numpy.checks[0].status == "fail"
+    assert "tuple" in jax_.checks[0].diagnosis["message"] and "tuple" in numpy.checks[0].diagnosis["message"]
+
+
+def test_only_the_fields_a_function_reads_come_to_the_host(tmp_path):
+    seen: list[set[str]] = []
+    # The derivation notes the ctx it was given (a NumPy function: called as it is).
+    path = _file(tmp_path, "def grad_beta(ctx):\n    SEEN.append(set(vars(ctx)))\n"
+                           "    return (-2 / ctx.N * (ctx.resid @ ctx.G2.T) * ctx.dA).sum(axis=0)\n")
+    loaded = load_derivation(path, MODEL)
+    loaded.functions["grad_beta"].__globals__["SEEN"] = seen
+    assert fields_read(loaded.functions.values(), [*MODEL.outputs, "R"]) is None  # vars() reads anything
+    settings = resolve({"shape": "N=5,p1=3,p2=2,k=1", "trials": 2}, None)
+    run_sweep(MODEL, settings, loaded)
+    assert {"H", "Hhat", "yhat"} <= seen[0]  # every field, since its code does not say which
+
+    plain = load_derivation(_file(tmp_path, "def grad_beta(ctx):\n    SEEN.append(ctx.copy())\n"
+                                            "    return (-2 / ctx.N * (ctx.resid @ ctx.G2.T) * ctx.dA).sum(axis=0)\n",
+                                  "plain"), MODEL)
+    plain.functions["grad_beta"].__globals__["SEEN"] = seen
+    seen.clear()
+    run_sweep(MODEL, settings, plain)
+    forward = {name for name in vars(seen[0]) if name in MODEL.outputs}
+    assert forward == {"resid", "dA", "B"}  # what it reads, and the relu kink field the sweep reads
+
+
+def _same_tallies(a, b, rounding=1e-13):
+    """The same verdicts, and the same largest errors to within `rounding` (absolute): two programs
+    round differently, so a float32 error of a few ulps may come out as another few ulps."""
+    for name, want in a.tallies.items():
+        got = b.tallies[name]
+        assert (got.ran, got.failures, got.compared, got.error is None) == (want.ran, want.failures, want.compared,
+                                                                           want.error is None), name
+        assert got.max_abs == pytest.approx(want.max_abs, rel=1e-6, abs=rounding), name
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_on_an_accelerator_a_traced_derivation_is_compared_beside_its_references(monkeypatch, dtype):
+    """Compiled beside its references, only each draw's error summary comes back: a correct
+    derivation's values are never read (Rows), and its verdicts are the host's, errors to rounding."""
+    read = []
+    monkeypatch.setattr(engine.Rows, "__getitem__", lambda self, row, get=engine.Rows.__getitem__: read.append(row) or get(self, row))
+    flags = {"shape": "N=7,p1=3,p2=4,k=2", "trials": 40, "dtype": dtype}
+    device, _ = _sweep(CORRECT_JAX, on_device=True, **flags)
+    # Every gradient and JVP check ran there; dense Jacobians (small, within their budget) stay home.
+    assert device.engine.on_device == {n for n, t in device.tallies.items() if t.check.kind != "jacobian"}
+    assert read == []
+    host, _ = _sweep(CORRECT_JAX, **flags)
+    # float32: about a hundred ulps of values of order one.
+    _same_tallies(host, device, rounding=1e-5 if dtype == "float32" else 1e-13)
+
+
+def test_on_an_accelerator_noise_floors_and_failures_give_the_hosts_verdicts(tmp_path):
+    """At eps = 0, held to rtol 1e-15, a correct derivation fails some ill-conditioned draws without
+    the noise floor: on the device path they wait for it as on the host. A slip fails with the same
+    diagnosis and error map."""
+    flags = {"shape": "N=2,p1=3,p2=3,k=1", "trials": 24, "activation": "tanh", "ddof": 1, "eps": 0.0,
+             "rtol": 1e-15, "atol": 0.0}
+    device, _ = _sweep(CORRECT_JAX, on_device=True, **flags)
+    host, _ = _sweep(CORRECT_JAX, **flags)
+    assert ("rough", "noisy") in device.engine.compiled_passes()  # some draws did wait for their floors
+    _same_tallies(host, device)
+
+    slip = _file(tmp_path, JAX_SLIP)
+    flags = {"shape": "N=6,p1=3,p2=4,k=1", "trials": 40}
+    device, _ = _sweep(slip, on_device=True, **flags)
+    host, _ = _sweep(slip, **flags)
+    _same_tallies(host, device)
+    want, got = host.tallies["grad_G1"], device.tallies["grad_G1"]
+    assert got.worst_failure[0].seed == want.worst_failure[0].seed
+    np.testing.assert_allclose(got.worst_values[0], want.worst_values[0], rtol=1e-12)
+    assert [d.seed for d, _, _ in got.samples] == [d.seed for d, _, _ in want.samples]
+
+
+def test_on_an_accelerator_a_function_that_cannot_trace_stays_on_the_host(tmp_path):
+    path = _file(tmp_path, (
+        "import jax.numpy as jnp\n"
+        f"exec(open({CORRECT_JAX!r}).read())\n"
+        "_grad_beta = grad_beta\n"
+        "def grad_beta(ctx):\n"
+        "    if ctx.N == 7:\n"
+        "        raise ValueError('seven')\n"
+        "    return _grad_beta(ctx)\n"
+    ))
+    device, _ = _sweep(path, on_device=True, shape="N=7,p1=3,p2=4,k=2", trials=6)
+    assert "seven" in device.tallies["grad_beta"].error[1]
+    assert all(t.error is None and t.failures == 0 for n, t in device.tallies.items() if n != "grad_beta")
+    assert "grad_beta" not in device.engine.on_device and "grad_G1" in device.engine.on_device
+
+
+def test_a_traced_function_reads_the_ctx_it_is_given():
+    """The trace's inputs are the ctx's fields as the function reads them, whatever their order."""
+    rng = np.random.default_rng(1)
+    fields = {"b": rng.standard_normal((2, 3)), "a": rng.standard_normal((3,))}
+    traced = Traced.of({"f": lambda ctx: jnp.sum(ctx.b * ctx.a, axis=0) - ctx.a})
+    value = traced.hosted()["f"](Ctx({**fields, "N": 2}))
+    np.testing.assert_allclose(value, (fields["b"] * fields["a"]).sum(0) - fields["a"], rtol=1e-14)
+
