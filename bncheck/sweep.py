@@ -219,7 +219,7 @@ def run_sweep(
         redrawn += prepare(engine, host, block, records, tallies, chunk, sample_draws=not given, on_phase=on_phase,
                            fields=fields, also=on_device)
         if on_device:
-            waiting += _derived(engine, on_device, derivation, block, records, tallies, chunk, checker, failed_shapes)
+            waiting += _derived(engine, on_device, traced, block, records, tallies, chunk, checker, failed_shapes)
         if done == 0:
             on_phase("checking draws")
         for draw in block:
@@ -284,7 +284,7 @@ def _on_device(engine: Engine, derivation: Derivation, traced: Traced, checks: l
             and all(traces(c, dims) for dims in shapes)]
 
 
-def _derived(engine: Engine, checks: list[Check], derivation: Derivation, draws: list[Draw],
+def _derived(engine: Engine, checks: list[Check], traced: Traced, draws: list[Draw],
              records: dict[int, Record], tallies: dict[str, Tally], chunk: int, checker: Checker,
              failed_shapes: set[tuple]) -> list[Verdict]:
     """The verdicts of `checks` on `draws` from the engine's device path, tallied or (those that wait
@@ -315,7 +315,7 @@ def _derived(engine: Engine, checks: list[Check], derivation: Derivation, draws:
         shape = tuple(dims.items())
         if shape not in failed_shapes:
             try:
-                engine.derived(checks, derivation.functions, part, chunk, take)
+                engine.derived(checks, traced.replayed(), part, chunk, take)
                 continue
             except Exception:  # noqa: BLE001 - the host path below checks these draws instead
                 failed_shapes.add(shape)

@@ -13,7 +13,9 @@ Every guarantee of calling the function stays: the trace runs inside check.call 
 it is, on that draw: a trace that raises (the user's exception and line are then reported by the call
 itself), one whose output is not one array, one whose value the host evaluator cannot reproduce, and
 for good a function that traces to a different program twice at the same shape (it reads a clock, a
-counter or a random generator of its own, so its trace holds one call's value, not each call's).
+counter or a random generator of its own, so its trace holds one call's value, not each call's) or
+whose first trace does not give what calling it gives on the same ctx (_confirm: NumPy's in-place
+updates and aliasing, which a trace does not see).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+import ml_dtypes
 import numpy as np
 
+from bncheck.compare import float_dtype
 from bncheck.draws import Ctx
 from bncheck.hostrun import evaluate
 
@@ -140,6 +144,8 @@ class Traced:
     # Functions found to trace to different programs at one shape: called as they are from then on.
     impure: set[str] = field(default_factory=set)
     checked: set[str] = field(default_factory=set)  # functions traced twice already
+    # Functions whose trace gave what a call gives, on one ctx (_confirm).
+    confirmed: set[str] = field(default_factory=set)
     # Functions that use JAX and were called as they are on some draw: eager jax.numpy, which compiles
     # each operation for each new shape (the sweep says so while it runs).
     eager: set[str] = field(default_factory=set)
@@ -157,11 +163,8 @@ class Traced:
         directions of these (shape, dtype) (cached), or None where the trace cannot stand for it."""
         if name in self.impure:
             return None
-        key = (name, tuple((k, tuple(s), np.dtype(d).str) for k, (s, d) in arrays.items()),
-               tuple((tuple(s), np.dtype(d).str) for s, d in directions), tuple(static.items()))
-        try:
-            hash(key)
-        except TypeError:  # a model's option that is no plain value: no cache key, so no trace
+        key = _key(name, arrays, static, directions)
+        if key is None:  # a model's option that is no plain value: no cache key, so no trace
             return None
         if key not in self.traces:
             self.traces[key] = self._trace(name, arrays, static, directions)
@@ -193,7 +196,60 @@ class Traced:
             return None  # not one array (a tuple, a Python number): the call reports it as it is
         # The trace's inputs are the ctx fields in the order JAX flattens a dict: its keys sorted.
         order = jax.tree_util.tree_leaves({k: k for k in arrays})
-        return Trace(closed.jaxpr, list(closed.consts), order, tuple(out.shape), np.dtype(out.dtype))
+        found = Trace(closed.jaxpr, list(closed.consts), order, tuple(out.shape), np.dtype(out.dtype))
+        if name not in self.confirmed:
+            if not self._confirm(name, found, arrays, static, directions):
+                self.impure.add(name)
+                return None
+            self.confirmed.add(name)
+        return found
+
+    def _confirm(self, name: str, found: Trace, arrays: dict[str, Spec], static: dict, directions: tuple) -> bool:
+        """Whether the function called as it is, on a read-only ctx of values in [0.5, 1.5] (no
+        square root or log of a negative), gives what its trace gives on them. A tracer is no NumPy
+        array: code that writes into an array in place (ctx's own, which a call refuses) or reads one
+        through an alias it changed runs one way traced and another called, and is then called."""
+        rng = np.random.default_rng(0)
+        fields = {k: rng.uniform(0.5, 1.5, s).astype(d) for k, (s, d) in arrays.items()}
+        V = [rng.uniform(0.5, 1.5, s).astype(d) for s, d in directions]
+        try:
+            with np.errstate(all="ignore"):
+                called = self.functions[name](Ctx({**fields, **static}), *V)
+                (traced,) = evaluate(found.jaxpr, found.consts, [fields[f] for f in found.fields] + V)
+            called = np.asarray(called)
+        except Exception:  # noqa: BLE001 - raised when called: then it is called on every draw, and says so
+            return False
+        if called.shape != traced.shape:
+            return False
+        called, traced = called.astype(np.float64), traced.astype(np.float64)
+        # Rounding apart (two programs, one value): a square root of the dtype's epsilon, relative.
+        rounding = float(np.sqrt(ml_dtypes.finfo(found.dtype).eps)) if float_dtype(found.dtype) else 0.0
+        scale = float(np.abs(traced).max(initial=0.0))
+        return bool(np.all(np.isnan(called) == np.isnan(traced))
+                    and np.nanmax(np.abs(called - traced), initial=0.0) <= rounding * scale)
+
+    def replayed(self) -> dict[str, Callable]:
+        """The functions that use JAX as their traces, for a JAX program to call (Engine.derived):
+        each replays the trace made at its ctx's shapes, and none calls the user's function, which
+        runs only inside check.call (its timeout, its isolation). A shape not traced yet raises
+        LookupError."""
+        return {name: self._replayed(name) for name in self.names}
+
+    def _replayed(self, name: str) -> Callable:
+        def replayed(ctx: Ctx, *directions):
+            import jax
+
+            values = vars(ctx)
+            arrays = {k: (v.shape, v.dtype) for k, v in values.items() if isinstance(v, (np.ndarray, jax.Array))}
+            static = {k: v for k, v in values.items() if k not in arrays}
+            trace = None if name in self.impure else self.traces.get(
+                _key(name, arrays, static, tuple((V.shape, V.dtype) for V in directions)))
+            if trace is None:
+                raise LookupError(f"{name} has no trace at these shapes")
+            (value,) = jax.core.eval_jaxpr(trace.jaxpr, trace.consts, *(values[f] for f in trace.fields), *directions)
+            return value
+
+        return replayed
 
     def _hosted(self, name: str) -> Callable:
         fn = self.functions[name]
@@ -213,6 +269,17 @@ class Traced:
             return fn(ctx, *directions)
 
         return hosted
+
+
+def _key(name: str, arrays: dict[str, Spec], static: dict, directions: tuple) -> tuple | None:
+    """The cache key of a trace, or None where a ctx number is no plain (hashable) value."""
+    key = (name, tuple((k, tuple(s), np.dtype(d).str) for k, (s, d) in arrays.items()),
+           tuple((tuple(s), np.dtype(d).str) for s, d in directions), tuple(static.items()))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _same(a: list, b: list) -> bool:

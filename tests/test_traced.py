@@ -287,3 +287,65 @@ def test_a_traced_function_reads_the_ctx_it_is_given():
     value = traced.hosted()["f"](Ctx({**fields, "N": 2}))
     np.testing.assert_allclose(value, (fields["b"] * fields["a"]).sum(0) - fields["a"], rtol=1e-14)
 
+
+def test_a_jax_function_that_writes_into_ctx_in_place_fails_as_when_it_is_called(run, tmp_path):
+    """A tracer is no NumPy array: `r = ctx.dA; r *= 1` rebinds r in a trace, and writes into ctx's
+    read-only array when called. The call decides: the check errors, as its NumPy twin does, and no
+    other check changes."""
+    body = ("def grad_beta(ctx):\n    r = ctx.dA\n    r *= 1\n"
+            "    return {wrap}(-2 / ctx.N * (ctx.resid @ ctx.G2.T) * r).sum(axis=0)\n")
+    numpy = run(_file(tmp_path, body.format(wrap="")), shape="N=5,p1=3,p2=2,k=1", trials=2)
+    jax_ = run(_file(tmp_path, "import jax.numpy as jnp\n" + body.format(wrap="jnp.asarray"), "jax_"),
+               shape="N=5,p1=3,p2=2,k=1", trials=2)
+    assert jax_.checks[0].status == numpy.checks[0].status == "error"
+    assert "read-only" in jax_.checks[0].diagnosis["message"]
+
+
+def test_a_jax_function_whose_numpy_aliasing_changes_its_value_is_judged_by_its_calls(run, tmp_path):
+    """`a = ctx.resid + 0; b = a; a *= 2` doubles b in NumPy and not in a trace: the trace would pass
+    where every call of the function returns twice the gradient. The call's value is judged."""
+    path = _file(tmp_path, (
+        "import jax.numpy as jnp\n"
+        "def grad_beta(ctx):\n"
+        "    a = ctx.resid + 0\n    b = a\n    a *= 2\n"
+        "    return jnp.sum(-2 / ctx.N * (b @ ctx.G2.T) * ctx.dA, axis=0)\n"
+    ))
+    report = run(path, shape="N=5,p1=3,p2=2,k=1", trials=3)
+    assert report.checks[0].status == "fail"
+    assert report.checks[0].diagnosis["factor"] == pytest.approx(2.0, rel=1e-6)
+
+
+def test_on_an_accelerator_the_users_function_runs_only_inside_check_call(monkeypatch, tmp_path):
+    """The programs that compare beside the references replay the traces: the user's function itself
+    runs only inside check.call, where its timeout and its isolation (sys.exit, ctx writes) hold."""
+    import bncheck.check as check
+    import bncheck.sweep as sweep
+
+    inside: list[bool] = []
+    depth = [0]
+    real = sweep.call
+
+    def watched(*args, **kwargs):
+        depth[0] += 1
+        try:
+            return real(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+
+    monkeypatch.setattr(sweep, "call", watched)
+    monkeypatch.setattr(check, "call", watched)
+    path = _file(tmp_path, (
+        "import jax.numpy as jnp\n"
+        "def grad_beta(ctx):\n"
+        "    SEEN.append(None)\n"
+        "    return jnp.sum(-2 / ctx.N * (ctx.resid @ ctx.G2.T) * ctx.dA, axis=0)\n"
+    ))
+    loaded = load_derivation(path, MODEL)
+    loaded.functions["grad_beta"].__globals__["SEEN"] = type("Seen", (), {"append": lambda self, _: inside.append(depth[0] > 0)})()
+    settings = resolve({"shape": "N=6,p1=3,p2=2,k=1", "trials": 8}, None)
+    with scope("cpu"):
+        eng = Engine(MODEL, settings)
+        eng.derive_on_device = True
+        result = sweep_with(eng, loaded)
+    assert result.engine.on_device == {"grad_beta"} and result.tallies["grad_beta"].failures == 0
+    assert inside and all(inside), inside
