@@ -99,9 +99,7 @@ class Plan:
     unless `shape` fixes it, the shape default_rng([seed, 0]) draws from `sweep`, each dimension named
     in `multiples` among the multiples of its m in its range (Model.dim_multiples). With `pool`, draw t
     takes the shape of draw t mod pool instead (its data stays its own): a model that cannot pad
-    compiles once per distinct shape, and a pool bounds those compiles. With `share` (index, count),
-    the plan holds only the draws t with t mod count = index: one process's share of a sweep run
-    over several hosts."""
+    compiles once per distinct shape, and a pool bounds those compiles."""
 
     seed: int
     trials: int
@@ -109,11 +107,9 @@ class Plan:
     shape: dict[str, int] | None = None
     pool: int | None = None
     multiples: dict[str, int] = field(default_factory=dict)
-    share: tuple[int, int] = (0, 1)
 
     def __len__(self) -> int:
-        index, count = self.share
-        return len(range(index, self.trials, count))
+        return self.trials
 
     def dims(self, trial: int) -> dict[str, int]:
         if self.shape is not None:
@@ -124,7 +120,7 @@ class Plan:
                 for name, (lo, hi) in self.sweep.items()}
 
     def __iter__(self) -> Iterator[Draw]:
-        for trial in range(self.share[0], self.trials, self.share[1]):
+        for trial in range(self.trials):
             yield Draw(self.seed + trial, self.dims(trial))
 
     def largest(self) -> dict[str, int]:
@@ -132,11 +128,11 @@ class Plan:
         return dict(self.shape) if self.shape is not None else {name: hi for name, (_, hi) in self.sweep.items()}
 
 
-def plan(settings, model: Model, share: tuple[int, int] = (0, 1)) -> Plan:
-    """The sweep's draws for `settings` (see Plan), or the share (index, count) of them."""
+def plan(settings, model: Model) -> Plan:
+    """The sweep's draws for `settings` (see Plan)."""
     shape = dict(settings.shape) if settings.shape is not None else None
     return Plan(settings.seed, settings.trials, dict(settings.sweep), shape, None if model.paddable else SHAPE_POOL,
-                dict(model.dim_multiples), share)
+                dict(model.dim_multiples))
 
 
 def _rounded(a: np.ndarray, dtype: str) -> np.ndarray:

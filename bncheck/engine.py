@@ -219,14 +219,6 @@ class Engine:
             self._devices = list(jax.local_devices(backend=self.kind))
         return self._devices
 
-    @property
-    def share(self) -> tuple[int, int]:
-        """(this process, processes) of a run over several hosts (jax.distributed): each process
-        checks every processes-th draw from its own index on (README "Several devices and hosts")."""
-        import jax
-
-        return jax.process_index(), jax.process_count()
-
     # ---- shapes and memory -------------------------------------------------------------------
 
     def arrays(self, dims: dict[str, int]) -> dict[str, tuple[int, ...]]:

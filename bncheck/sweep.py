@@ -167,9 +167,8 @@ def run_sweep(
     on_phase: Phase = lambda text: None,
     on_compared: Callable[[Check, Draw, Comparison], None] | None = None,
 ) -> SweepResult:
-    """Runs the sweep over `draws` (None: the settings' own, bncheck.draws.plan, or this process's
-    share of them on several hosts); draws given with their arrays set are checked as they are,
-    nothing sampled or redrawn (an exported case read back).
+    """Runs the sweep over `draws` (None: the settings' own, bncheck.draws.plan); draws given with
+    their arrays set are checked as they are, nothing sampled or redrawn (an exported case read back).
 
     Functions that use JAX are called through their traces (bncheck.traced): on the host, or on an
     accelerator beside their references when the sweep has few shapes (_on_device). The others are
@@ -184,7 +183,7 @@ def run_sweep(
     checks = list(derivation.checks.values())
     tallies = {c.name: Tally(c, observer=on_compared) for c in checks}
     given = draws is not None
-    draws = list(draws) if given else plan(settings, model, engine.share)
+    draws = list(draws) if given else plan(settings, model)
     total = len(draws)
     chunk = engine.chunk(checks, total)
     traced = Traced.of(derivation.functions)
