@@ -190,7 +190,7 @@ def run_sweep(
     hosted = replace(derivation, functions=traced.hosted())
     invariants = model.invariants(engine.cfg)
     checker = Checker(hosted, settings, engine.cfg, invariants)
-    on_device = _on_device(engine, derivation, traced, checks, invariants, draws)
+    on_device = _on_device(engine, traced, checks, invariants, draws)
     host = [c for c in checks if c not in on_device]
     fields = _fields(model, derivation, host, invariants)
     failed_shapes: set[tuple] = set()
@@ -246,7 +246,7 @@ def _fields(model: Model, derivation: Derivation, host: list[Check], invariants:
     return None if found is None else tuple(sorted(found))
 
 
-def _on_device(engine: Engine, derivation: Derivation, traced: Traced, checks: list[Check], invariants: dict,
+def _on_device(engine: Engine, traced: Traced, checks: list[Check], invariants: dict,
                draws) -> list[Check]:
     """The gradient and JVP checks whose functions run beside their references (Engine.derived): on
     an accelerator, for a sweep of at most DEVICE_SHAPES shapes (a fixed shape, a model file's shape
@@ -277,7 +277,7 @@ def _on_device(engine: Engine, derivation: Derivation, traced: Traced, checks: l
             return np.array(float(found is not None and found.shape == engine.value_shape(c, dims)
                                   and (float_dtype(found.dtype) or np.issubdtype(found.dtype, np.integer))))
 
-        return bool(np.all(call(attempt, (), settings.timeout, derivation.file) == 1.0))
+        return bool(np.all(call(attempt, (), settings.timeout) == 1.0))
 
     return [c for c in checks if c.name in traced.names and c.kind in ("gradient", "jvp") and c.name not in invariants
             and all(traces(c, dims) for dims in shapes)]
