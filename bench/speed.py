@@ -11,6 +11,9 @@ For each shape (N, p1, p2), k = 1, and for a sweep over random shapes, it times
                slow mode (every entry by finite differences) and fast mode (one random projection);
   check_grads  jax.test_util.check_grads of a jax.custom_vjp function whose backward is the closed form.
 
+and, on the default sweep, the seed network's ten functions written in jax.numpy
+(tests/derivations/correct_jax.py) against the same in NumPy (correct_numpy.py), whole processes.
+
 Every method sees the same draws: the arrays bncheck samples for seeds 0, 1, ... (the floor and the
 peers take each draw's first attempt; bncheck redraws the few that sit on a relu kink). Peers that
 would not finish within --budget seconds stop there and their time is extrapolated per draw from the
@@ -65,6 +68,8 @@ NOTES = (
     "command says otherwise), run in turn; the random-shape floor, which stops at the budget, runs once."),
     ("- The floor and the peers take each draw's first attempt; bncheck redraws the draws with a relu "
     "pre-activation within 1e-8 · max(|B|, 1) of the kink (float64; the note counts them)."),
+    ("- The default-sweep rows time the seed's ten functions as files: their × floor column is against "
+    "the NumPy file, the jax.numpy file's target (issue 15)."),
     ("- Slow gradcheck compares every entry, by two loss evaluations per parameter entry; where one draw "
     "would overrun the budget its time is estimated from the quickest of five forward passes."),
 )
@@ -371,6 +376,23 @@ def jvp_row(env: dict, trials: int) -> Row:
                seconds, trials, trials, note)
 
 
+JAX_CASE = "default sweep, the seed's ten functions"
+
+
+def jax_numpy_rows(env: dict, repeat: int) -> list[Row]:
+    """The seed network's ten functions in jax.numpy (tests/derivations/correct_jax.py) and in NumPy
+    (correct_numpy.py) on the default sweep: the jax.numpy file's × is against the NumPy file's."""
+    rows = []
+    for method, name in (("bncheck, NumPy file", "correct_numpy.py"), ("bncheck, jax.numpy file", "correct_jax.py")):
+        cmd = [sys.executable, "-m", "bncheck", "verify", str(ROOT / "tests" / "derivations" / name), "--json", "-"]
+        seconds, proc = _timed(cmd, env, repeat)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+        report = json.loads(proc.stdout)
+        rows.append(Row(JAX_CASE, method, seconds, report["draws"], report["draws"]))
+    return rows
+
+
 # --- the table and docs/benchmarks.md ---------------------------------------------------------------
 
 
@@ -426,6 +448,11 @@ def targets(rows: list[Row], floors: dict[str, Row]) -> list[str]:
         if case != mid and other and floor_of:
             out.append(f"- {case} (no target): bncheck took {other.seconds / floor_of.seconds:.2f}× the floor"
                        + (f"; {other.note}" if other.note else ""))
+    numpy_file, jax_file = find(JAX_CASE, "bncheck, NumPy file"), find(JAX_CASE, "bncheck, jax.numpy file")
+    if numpy_file and jax_file:
+        r3 = jax_file.seconds / numpy_file.seconds
+        out.append(f"- the seed's ten functions in jax.numpy, {jax_file.trials} draws of the default sweep: {r3:.2f}× "
+                   f"the same in NumPy (target ≤ 2×, issue 15): {verdict(r3 <= 2)}")
     if jvp:
         out.append(f"- {jvp.case}, dense Jacobian 34 GB: {jvp.seconds:.1f} s for {jvp.trials} draws, {jvp.note} "
                    f"(target ≤ 60 s): {verdict(jvp.seconds <= 60 and 'pass' in jvp.note)}")
@@ -499,6 +526,9 @@ def main() -> None:
             rows += peer_rows(case, draws_for(trials, shape, cfg), args.budget)
     floors["random shapes"] = floors.get("N=64,p1=32,p2=16")
     rows.append(jvp_row(env, JVP_CASE[1] // (5 if args.quick else 1)))
+    jax_rows = jax_numpy_rows(env, args.repeat)
+    rows += jax_rows
+    floors[JAX_CASE] = jax_rows[0]
 
     command = "python bench/speed.py " + " ".join(sys.argv[1:])
     lines = table(rows, floors)
