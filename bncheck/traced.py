@@ -182,9 +182,13 @@ class Traced:
         specs = ({k: jax.ShapeDtypeStruct(s, d) for k, (s, d) in arrays.items()},
                  *(jax.ShapeDtypeStruct(s, d) for s, d in directions))
         try:
-            closed, out = jax.make_jaxpr(traced, return_shape=True)(*specs)
-            # A function of its own: make_jaxpr would hand back its cached trace of `traced`.
-            again = jax.make_jaxpr(lambda *a: traced(*a))(*specs) if name not in self.checked else closed
+            # Without jit, the jitted jax.numpy functions it calls are traced inline rather than each
+            # as a program of its own, whose bookkeeping costs more than the tracing (a sweep of
+            # random shapes traces every function at every draw). The trace computes the same.
+            with jax.disable_jit():
+                closed, out = jax.make_jaxpr(traced, return_shape=True)(*specs)
+                # A function of its own: make_jaxpr would hand back its cached trace of `traced`.
+                again = jax.make_jaxpr(lambda *a: traced(*a))(*specs) if name not in self.checked else closed
         except Exception:  # the call itself, on the draw, says what is wrong (or works eagerly)
             return None
         if again is not closed:
