@@ -207,10 +207,10 @@ def test_config_with_inverted_sweep_range(tmp_path):
         (["--ddof", "2"], ["ddof", "2"]),
         (["--eps", "-1"], ["eps"]),
         (["--activation", "swish"], ["activation", "swish", "relu"]),
-        (["--dtype", "float16"], ["dtype", "float16", "float64"]),
+        (["--dtype", "float8"], ["dtype", "float8", "float64"]),
         (["--require", "bogus"], ["require", "bogus"]),
     ],
-    ids=["ddof-2", "eps-negative", "activation-swish", "dtype-float16", "require-bogus"],
+    ids=["ddof-2", "eps-negative", "activation-swish", "dtype-float8", "require-bogus"],
 )
 def test_bad_flag_values(flags, fragments):
     assert_one_line_error(invoke(["verify", *TINY, *flags]), *fragments)
