@@ -120,6 +120,10 @@ def test_a_float64_sweep_that_passes_without_the_floor_never_computes_float32_re
     assert sweep.engine.compiled_passes() == {("exact",)}
 
 
+# A few hundred float64 ulps of values of order one.
+ROUNDING = 1e-13
+
+
 @pytest.mark.parametrize("derivation", ["closed-form", "slip_dropped_inv_n", "slip_batch_stats_constant"])
 def test_noise_floors_computed_afterwards_give_the_verdicts_of_computing_them_first(derivation):
     """Held to rtol 1e-15 and atol 0, a correct derivation fails some draws without the noise floor
@@ -146,8 +150,12 @@ def test_noise_floors_computed_afterwards_give_the_verdicts_of_computing_them_fi
     for name, want in first.items():
         got = later.tallies[name]
         assert (got.ran, got.failures, got.compared) == (want.ran, want.failures, want.compared), name
-        assert got.max_abs == pytest.approx(want.max_abs, rel=1e-6, abs=1e-300), name
-        assert got.max_rel == pytest.approx(want.max_rel, rel=1e-6, abs=1e-300), name
+        # A correct function's errors are rounding, which two batchings may round differently in every
+        # digit (1.3e-17 against 2.1e-16 on a GPU, issue 15): equal to within values of order one's
+        # rounding. Errors above that are a slip's, the same to 1e-6 however the draws are batched.
+        assert got.max_abs == pytest.approx(want.max_abs, rel=1e-6, abs=ROUNDING), name
+        if want.max_abs > ROUNDING:
+            assert got.max_rel == pytest.approx(want.max_rel, rel=1e-6), name
         assert sorted(d.seed for d, _, _ in got.samples) == sorted(d.seed for d, _, _ in want.samples), name
         if want.worst_failure is not None:
             assert got.worst_failure[0].seed == want.worst_failure[0].seed
