@@ -151,3 +151,16 @@ def test_a_config_range_that_cannot_be_swept_is_one_line(tmp_path, table, fragme
 def test_a_case_is_exported_at_one_value(tmp_path):
     assert_one_line_error(invoke("case", "export", "--model", "conv", "--padding", "0:1", "--out", tmp_path / "c.json"),
                           "padding: a case is one draw")
+
+
+def test_a_pool_slip_at_overlapping_windows_fails_at_stride_1_of_a_swept_stride():
+    from bncheck.report.junit import junit_bytes
+
+    slip = DERIVATIONS / "max_pool" / "slip_overlaps_overwritten.py"
+    settings = dict(model="max-pool", pool=2, shape="N=1,C=2,H=5,W=4", trials=4)
+    assert verify(str(slip), **settings, stride=2).passed  # no windows overlap at stride 2
+    report = verify(str(slip), **settings, stride="1:2")
+    grad_x = next(c for c in report.checks if c.name == "grad_x")
+    assert not grad_x.passed and grad_x.worst["options"] == {"stride": 1}
+    assert "--stride 1" in grad_x.replay
+    assert b"at the worst draw (N=1 C=2 H=5 W=4 stride 1 seed" in junit_bytes(report)
