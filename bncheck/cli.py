@@ -62,7 +62,8 @@ def command(group: typer.Typer, name: str, settings: tuple[str, ...], *fixed: in
     options = [
         inspect.Parameter(
             BY_NAME[key].name, inspect.Parameter.KEYWORD_ONLY, default=None,
-            annotation=Annotated[Optional[BY_NAME[key].flag_kind], typer.Option(BY_NAME[key].flag, help=BY_NAME[key].help_text())],
+            annotation=Annotated[Optional[BY_NAME[key].flag_kind],
+                                 typer.Option(BY_NAME[key].flag, help=BY_NAME[key].help_text())],
         )
         for key in settings
     ]

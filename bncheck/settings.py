@@ -7,6 +7,7 @@ that names the field, the value and the bound, so the CLI can print it on one li
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 import os
 import re
@@ -84,6 +85,9 @@ Settings = make_dataclass(
 Settings.__module__ = __name__
 Settings.__doc__ = "The resolved settings of a run: one field per option of bncheck.options, and the sweep."
 
+# Each value of a swept option is a run of its own, compiling its own programs: a thousand of them
+# would take hours, and a range that wide is a slip of the keyboard.
+MAX_SWEPT_VALUES = 1000
 # A config holds a few settings; a file past this size is something else.
 CONFIG_BYTES = 2**20
 
@@ -255,11 +259,15 @@ def _swept(values: dict[str, Any], ranges: dict[str, Any], config: str | Path | 
     """The settings of a run that sweeps model options: each combination of their values resolved as a
     run of its own, with its share of the trials and the next seeds, so that no two draws share one."""
     shown = ", ".join(f"{name} {lo}:{hi}" for name, (lo, hi) in swept.items())
-    combos = [dict(zip(swept, c)) for c in itertools.product(*(range(lo, hi + 1) for lo, hi in swept.values()))]
+    count = math.prod(hi - lo + 1 for lo, hi in swept.values())
     trials, seed = values.get("trials", Settings.trials), values.get("seed", Settings.seed)
-    if len(combos) > trials:
-        raise SettingsError(f"trials: {trials} draws cannot cover the {len(combos)} values of the swept {shown}; "
-                            f"give --trials {len(combos)} or more, or a narrower range")
+    if count > MAX_SWEPT_VALUES:
+        raise SettingsError(f"{shown}: {count:,} combinations of values to sweep, past the {MAX_SWEPT_VALUES:,} a run "
+                            f"takes (each value is a run of its own, with its own compiles); give narrower ranges")
+    if count > trials:
+        raise SettingsError(f"trials: {trials} draws cannot cover the {count} values of the swept {shown}; "
+                            f"give --trials {count} or more, or a narrower range")
+    combos = [dict(zip(swept, c)) for c in itertools.product(*(range(lo, hi + 1) for lo, hi in swept.values()))]
     _check_domains(values)
     values["json"], values["junit"] = report_paths(values.get("json"), values.get("junit"), (config, values.get("model")))
     model = get_model(values.get("model", Settings.model), {**MODEL_OPTIONS, **values, **combos[0]})

@@ -128,6 +128,7 @@ def test_check_backward_replays_in_python_at_the_failing_value():
     (["--model", "conv", "--padding", "0-2"], ["padding: cannot parse '0-2'"]),
     (["--model", "conv", "--padding", "0:3"], ["padding 3 (of the swept padding 0:3)", "smaller than the largest kernel"]),
     (["--model", "conv", "--padding", "0:2", "--trials", "2"], ["trials: 2 draws cannot cover the 3 values"]),
+    (["--model", "conv", "--stride", "1:2147483647"], ["stride 1:2147483647: 2,147,483,647 combinations", "past the 1,000"]),
     (["--model", "group-norm", "--groups", "3:4", "--shape", "N=1,C=4,H=2,W=2"],
      ["groups 3 (of the swept groups 3:4)", "groups=3 does not divide C=4"]),
 ])

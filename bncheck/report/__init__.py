@@ -298,7 +298,7 @@ def _merged_check(results: list[CheckResult], at: list[dict[str, int]]) -> Check
         return (not c.passed, c.status in ("pass", "fail", "error"), -math.inf if share is None else share)
 
     worst = max(range(len(results)), key=badness)
-    out = dataclasses.replace(results[worst], warnings=[])
+    out = dataclasses.replace(results[worst])
     for key in ("worst", "smallest"):
         if getattr(out, key) is not None:
             setattr(out, key, {**getattr(out, key), "options": at[worst]})
