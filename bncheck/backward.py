@@ -344,7 +344,9 @@ class Spec:
 
 
 def _replay(report, spec: Spec, settings, model: Model, at: dict[str, Any]) -> str:
-    """The command (or the Python call) that checks the one draw `at` again."""
+    """The command (or the Python call) that checks the one draw `at` again, at the values of swept
+    options it had."""
+    settings = settings.at(at.get("options", {}))
     shape = ",".join(f"{k}={v}" for k, v in at["shape"].items())
     if spec.in_python:
         kwargs = {"model": settings.model, "shape": shape, "seed": at["seed"], "trials": 1,
@@ -417,7 +419,8 @@ def verify_backward(
                 except LoadError as err:
                     loaded.append(str(err))
                 put_back()
-        reports = check_files(at.model, settings, loaded, labels, on_progress=on_progress, on_phase=on_phase)
+        reports = check_files(at.model, settings, loaded, labels, on_progress=on_progress, on_phase=on_phase,
+                              model_for=lambda run: layer(get_model(run.model, run.to_dict()), run, names).model)
     return Reports([_presented(r, spec, at, settings) for r in reports]), settings
 
 

@@ -62,7 +62,8 @@ def command(group: typer.Typer, name: str, settings: tuple[str, ...], *fixed: in
     options = [
         inspect.Parameter(
             BY_NAME[key].name, inspect.Parameter.KEYWORD_ONLY, default=None,
-            annotation=Annotated[Optional[BY_NAME[key].kind], typer.Option(BY_NAME[key].flag, help=BY_NAME[key].help_text())],
+            annotation=Annotated[Optional[BY_NAME[key].flag_kind],
+                                 typer.Option(BY_NAME[key].flag, help=BY_NAME[key].help_text())],
         )
         for key in settings
     ]
@@ -313,7 +314,11 @@ def case_export(out: Path, format: str | None, config: Path | None, debug: bool,
         fmt = format or ("npz" if out.suffix.lower() == ".npz" else "json")
         if fmt not in FORMATS:
             raise SettingsError(f"format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        export_case(resolve(flags, config), out, fmt)
+        settings = resolve(flags, config)
+        if settings.swept:
+            name, (lo, hi) = next(iter(settings.swept.items()))
+            raise SettingsError(f"{name}: a case is one draw, at one {name}; give one value, not the range {lo}:{hi}")
+        export_case(settings, out, fmt)
 
 
 @command(

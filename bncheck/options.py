@@ -37,6 +37,7 @@ MAX_MB = 2**30
 #   tolerance  when a draw passes
 #   report     what must be defined, and where the reports go
 GROUPS = ("model", "option", "draws", "run", "tolerance", "report")
+SWEPT_HELP = "A range LO:HI (e.g. 0:2) sweeps it: the draws are shared among its values."
 
 
 @dataclass(frozen=True)
@@ -51,14 +52,23 @@ class Option:
     high: float | None = None
     positive: bool = False  # > 0
     shown: str | None = None  # the default as --help says it, where it is not `default` itself
+    # A model option that shapes the computation (a padding, a window): it takes a range LO:HI too,
+    # and the run's draws are shared among its values (bncheck.settings, bncheck.pipeline).
+    sweepable: bool = False
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def flag_kind(self) -> type:
+        """The type of its command-line value: a sweepable option's may be a range LO:HI."""
+        return str if self.sweepable else self.kind
+
     def help_text(self) -> str:
         default = self.shown if self.shown is not None else self.default
-        return self.help if default is None else f"{self.help} [default: {default}]"
+        text = f"{self.help} {SWEPT_HELP}" if self.sweepable else self.help
+        return text if default is None else f"{text} [default: {default}]"
 
     def problem(self, value: Any) -> str | None:
         """Why `value` (of the right type) is outside this setting's domain, or None."""
@@ -95,10 +105,12 @@ OPTIONS = (
     Option("layers", int, 2, "mlp: number of affine layers L.", "option", low=1, high=100),
     Option("loss", str, "mse", "mlp: mse | xent (softmax cross-entropy).", "option", choices=("mse", "xent")),
     Option("stride", int, 1, "conv, max-pool: stride of the convolution or of the pooling windows.", "option",
-           low=1, high=MAX_SIZE),
-    Option("padding", int, 0, "conv: zero padding on each side.", "option", low=0, high=MAX_SIZE),
-    Option("groups", int, 2, "group-norm: number of channel groups G (must divide C).", "option", low=1, high=MAX_SIZE),
-    Option("pool", int, 2, "max-pool: side of the square pooling window.", "option", low=1, high=MAX_SIZE),
+           low=1, high=MAX_SIZE, sweepable=True),
+    Option("padding", int, 0, "conv: zero padding on each side.", "option", low=0, high=MAX_SIZE, sweepable=True),
+    Option("groups", int, 2, "group-norm: number of channel groups G (must divide C).", "option", low=1, high=MAX_SIZE,
+           sweepable=True),
+    Option("pool", int, 2, "max-pool: side of the square pooling window.", "option", low=1, high=MAX_SIZE,
+           sweepable=True),
     Option("trials", int, 200, "Number of draws.", "draws", low=1, high=MAX_TRIALS),
     Option("seed", int, 0, "Seed of the first draw; draw t has seed + t.", "draws", low=0, high=2**63 - 1),
     Option("shape", str, None, "One fixed shape for every draw, e.g. N=10,p1=7,p2=4,k=1; else shapes are swept.",
@@ -133,6 +145,8 @@ OPTIONS = (
 BY_NAME = {o.name: o for o in OPTIONS}
 # The settings a model may read, with the defaults a model that does not read them keeps.
 MODEL_OPTIONS = {o.name: o.default for o in OPTIONS if o.group == "option"}
+# The model options a range may sweep (a config's [sweep], `--padding 0:2`).
+SWEEPABLE = tuple(o.name for o in OPTIONS if o.sweepable)
 
 
 def names(*groups: str, besides: tuple[str, ...] = (), but: tuple[str, ...] = ()) -> tuple[str, ...]:

@@ -5,6 +5,11 @@ draws in one sweep: their functions join one derivation (each check named after 
 draw's references are computed once, through one engine's compiled programs, and every file's
 functions are called on them; the sweep's tallies are then split back by file, and each file is
 assessed and reported on its own.
+
+A run that sweeps model options (`--padding 0:2`) is a run per combination of their values, each with
+its share of the draws and seeds of its own (Settings.by_value), each checked as above with the
+options fixed; each file's reports are then merged into one (report.merged), so that a check fails if
+it fails at any value and shows the value where it is worst, with a replay at that one value.
 """
 
 from __future__ import annotations
@@ -18,11 +23,18 @@ from bncheck.conventions import convention, reshaped
 from bncheck.errors import BncheckError, LoadError
 from bncheck.loader import Derivation, load_derivation
 from bncheck.models import Model, get_model, model_spec
-from bncheck.report import Report, Reports, build_report, unloaded
+from bncheck.report import Report, Reports, build_report, merged, unloaded
 from bncheck.settings import Settings, resolve
 
 Progress = Callable[[int, int], None]
 Phase = Callable[[str], None]
+# The model of a run's settings: the built-in or model file they name, with their options; a caller
+# that wraps the model (verify-backward's layer) wraps each value's model of a swept run likewise.
+ModelFor = Callable[[Settings], Model]
+
+
+def model_of(settings: Settings) -> Model:
+    return get_model(settings.model, settings.to_dict())
 
 
 def verify(
@@ -104,15 +116,18 @@ def check_files(
     names: Sequence[str],
     on_progress: Progress = lambda done, total: None,
     on_phase: Phase = lambda text: None,
+    model_for: ModelFor = model_of,
 ) -> list[Report]:
     """One report per entry of `loaded`: a derivation, checked with the others in one sweep, or why
     the file `names` gives could not be loaded (a report holding that error). A BncheckError, naming
-    each file and why, when none could be loaded."""
+    each file and why, when none could be loaded. `model_for` gives the model of each value of swept
+    options (see the module docstring)."""
     derivations = [d for d in loaded if isinstance(d, Derivation)]
     if not derivations:
         why = "; ".join(loaded)  # type: ignore[arg-type]
         raise BncheckError(why if len(loaded) == 1 else f"no file could be checked: {why}")
-    reports = iter(check_many(model, settings, derivations, on_progress=on_progress, on_phase=on_phase))
+    reports = iter(check_many(model, settings, derivations, on_progress=on_progress, on_phase=on_phase,
+                              model_for=model_for))
     return [next(reports) if isinstance(d, Derivation) else unloaded(model, settings, name, d)
             for d, name in zip(loaded, names)]
 
@@ -136,8 +151,23 @@ def check_many(
     derivations: Sequence[Derivation],
     on_progress: Progress = lambda done, total: None,
     on_phase: Phase = lambda text: None,
+    model_for: ModelFor = model_of,
 ) -> list[Report]:
     """check() for several derivations at once, one sweep for all (see the module docstring)."""
+    if not settings.by_value:
+        return _check_many(model, settings, derivations, on_progress, on_phase)
+    by_value, done = [], 0
+    for run in settings.by_value:
+        def progress(count: int, total: int, before: int = done) -> None:
+            on_progress(before + count, settings.trials)
+
+        by_value.append(_check_many(model_for(run), run, derivations, progress, on_phase))
+        done += run.trials
+    return [merged(settings, list(reports)) for reports in zip(*by_value)]
+
+
+def _check_many(model: Model, settings: Settings, derivations: Sequence[Derivation], on_progress: Progress,
+                on_phase: Phase) -> list[Report]:
     from bncheck.assess import assess
     from bncheck.engine import Engine, choose_device, scope
     from bncheck.sweep import run_sweep

@@ -7,12 +7,13 @@ that names the field, the value and the bound, so the CLI can print it on one li
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 import os
 import re
 import reprlib
 import tomllib
-from dataclasses import asdict, field, make_dataclass
+from dataclasses import asdict, field, make_dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -20,17 +21,27 @@ from bncheck.compare import TOLERANCES
 from bncheck.conventions import parse_param_shapes
 from bncheck.errors import SettingsError, describe
 from bncheck.models import REQUIRE_GROUPS, Model, get_model, is_model_path
-from bncheck.options import BY_NAME, MAX_SIZE, MODEL_OPTIONS, OPTIONS, Option
+from bncheck.options import BY_NAME, MAX_SIZE, MODEL_OPTIONS, OPTIONS, SWEEPABLE, Option
 
 class _Methods:
     """What a Settings (built from the option table below) can say of itself."""
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = asdict(replace(self, by_value=()))
+        del out["by_value"]
         out["shape"] = dict(self.shape) if self.shape is not None else None
         out["sweep"] = {name: list(bounds) for name, bounds in self.sweep.items()}
+        out["swept"] = {name: list(bounds) for name, bounds in self.swept.items()}
         out["require"] = list(self.require)
         return out
+
+    def at(self, values: Mapping[str, int]) -> Any:
+        """The settings of the run at the swept options' `values` (a worst draw's `options`); these
+        settings themselves where nothing is swept."""
+        for run in self.by_value:
+            if all(getattr(run, name) == value for name, value in values.items()):
+                return run
+        return self
 
     def model_options(self, model: Model) -> dict[str, Any]:
         """The settings `model` reads (its forward's `options`)."""
@@ -59,16 +70,24 @@ def _field(option: Option) -> tuple[str, Any, Any]:
     return option.name, option.kind if option.default is not None else option.kind | None, field(default=option.default)
 
 
-# Every option of the table, and the sweep's inclusive [min, max] per named dimension of the model.
+# Every option of the table; the sweep's inclusive [min, max] per named dimension of the model; the
+# model options swept (`--padding 0:2`), each an inclusive [min, max], and the run of each combination
+# of their values: these settings with the options fixed at it, and its own share of the trials and
+# seeds (empty where nothing is swept; the fields above then hold the first combination's options and
+# the whole run's trials, seed and the union of the sweep ranges).
 Settings = make_dataclass(
     "Settings",
-    [*map(_field, OPTIONS), ("sweep", Mapping[str, tuple[int, int]], field(default_factory=dict))],
+    [*map(_field, OPTIONS), ("sweep", Mapping[str, tuple[int, int]], field(default_factory=dict)),
+     ("swept", Mapping[str, tuple[int, int]], field(default_factory=dict)), ("by_value", tuple, field(default=()))],
     bases=(_Methods,),
     frozen=True,
 )
 Settings.__module__ = __name__
 Settings.__doc__ = "The resolved settings of a run: one field per option of bncheck.options, and the sweep."
 
+# Each value of a swept option is a run of its own, compiling its own programs: a thousand of them
+# would take hours, and a range that wide is a slip of the keyboard.
+MAX_SWEPT_VALUES = 1000
 # A config holds a few settings; a file past this size is something else.
 CONFIG_BYTES = 2**20
 
@@ -111,12 +130,41 @@ def typed(source: str, key: str, value: Any) -> Any:
 
 
 def _flag(key: str, value: Any) -> Any:
-    """A setting given as a flag or a keyword (`verify(trials=50)`), type-checked as a config's are."""
+    """A setting given as a flag or a keyword (`verify(trials=50)`), type-checked as a config's are; a
+    sweepable option's range (`--padding 0:2`, `verify(padding=(0, 2))`) as a tuple (min, max)."""
     if key not in BY_NAME:
         raise SettingsError(f"{key}: unknown setting; the settings are {', '.join(BY_NAME)}")
     if key in ("model", "json", "junit") and isinstance(value, os.PathLike):
         value = os.fspath(value)
+    if key in SWEEPABLE and isinstance(value, str):  # from the command line, where every value is text
+        text = value.strip()
+        if re.fullmatch(r"-?[0-9]{1,30}", text):
+            return typed("settings", key, int(text))
+        if not re.fullmatch(r"-?[0-9]{1,30}\s*:\s*-?[0-9]{1,30}", text):
+            raise SettingsError(f"{key}: cannot parse {reprlib.repr(value)}; give an integer, or a range LO:HI such as 0:2")
+        value = [int(part) for part in text.split(":")]
+    if key in SWEEPABLE and isinstance(value, (list, tuple)):
+        return _option_range("", key, value)
     return typed("settings", key, value)
+
+
+def _option_range(source: str, name: str, value: Any) -> tuple[int, int]:
+    """A swept option's inclusive range (min, max), each end within the option's domain."""
+    where = f"{source}: [sweep] {name}" if source else name
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(hasattr(v, "__index__") and not isinstance(v, bool) for v in value)
+    ):
+        raise SettingsError(f"{where}: a range must be [min, max] of two integers, got {reprlib.repr(value)}")
+    lo, hi = map(operator.index, value)
+    if lo > hi:
+        raise SettingsError(f"{where}: the range {lo}:{hi} is inverted (min > max)")
+    for end in (lo, hi):
+        problem = BY_NAME[name].problem(end)
+        if problem:
+            raise SettingsError(f"{where}: {problem} (in the range {lo}:{hi})")
+    return lo, hi
 
 
 def _read_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -156,9 +204,11 @@ def _read_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         )
     ranges: dict[str, Any] = {}
     for key, value in sweep.items():
-        if key in ("trials", "seed"):
-            if key in top:
-                raise SettingsError(f"{source}: {key} is set both at the top level and in [sweep]")
+        if key in (*SWEEPABLE, "trials", "seed") and key in top:
+            raise SettingsError(f"{source}: {key} is set both at the top level and in [sweep]")
+        if key in SWEEPABLE:
+            ranges[key] = _option_range(source, key, value)
+        elif key in ("trials", "seed"):
             top[key] = typed(source, key, value)
         else:
             ranges[key] = value
@@ -188,7 +238,58 @@ def resolve(flags: Mapping[str, Any], config: str | Path | None = None) -> Setti
     ranges: dict[str, Any] = {}
     if config is not None:
         values, ranges = _read_config(Path(config))
-    values.update({key: _flag(key, value) for key, value in flags.items() if value is not None})
+    swept = {name: ranges.pop(name) for name in SWEEPABLE if name in ranges}
+    for key, value in flags.items():
+        if value is not None:
+            given = _flag(key, value)
+            # A flag overrides the config, a value its range and a range its value.
+            target, other = (swept, values) if isinstance(given, tuple) else (values, swept)
+            target[key] = given
+            other.pop(key, None)
+    for name, (lo, hi) in list(swept.items()):
+        if lo == hi:
+            values[name] = swept.pop(name)[0]
+    if swept:
+        return _swept(values, ranges, config, swept)
+    return _resolved(values, ranges, config)
+
+
+def _swept(values: dict[str, Any], ranges: dict[str, Any], config: str | Path | None,
+           swept: dict[str, tuple[int, int]]) -> Settings:
+    """The settings of a run that sweeps model options: each combination of their values resolved as a
+    run of its own, with its share of the trials and the next seeds, so that no two draws share one."""
+    shown = ", ".join(f"{name} {lo}:{hi}" for name, (lo, hi) in swept.items())
+    count = math.prod(hi - lo + 1 for lo, hi in swept.values())
+    trials, seed = values.get("trials", Settings.trials), values.get("seed", Settings.seed)
+    if count > MAX_SWEPT_VALUES:
+        raise SettingsError(f"{shown}: {count:,} combinations of values to sweep, past the {MAX_SWEPT_VALUES:,} a run "
+                            f"takes (each value is a run of its own, with its own compiles); give narrower ranges")
+    if count > trials:
+        raise SettingsError(f"trials: {trials} draws cannot cover the {count} values of the swept {shown}; "
+                            f"give --trials {count} or more, or a narrower range")
+    combos = [dict(zip(swept, c)) for c in itertools.product(*(range(lo, hi + 1) for lo, hi in swept.values()))]
+    _check_domains(values)
+    values["json"], values["junit"] = report_paths(values.get("json"), values.get("junit"), (config, values.get("model")))
+    model = get_model(values.get("model", Settings.model), {**MODEL_OPTIONS, **values, **combos[0]})
+    for name in swept:
+        if name not in model.options:
+            reads = f"it reads {', '.join(model.options)}" if model.options else "it has no options"
+            raise SettingsError(f"{name}: model {model.name} has no option {name} to sweep ({reads})")
+    runs, start = [], seed
+    for i, combo in enumerate(combos):
+        share = trials // len(combos) + (i < trials % len(combos))
+        try:
+            runs.append(_resolved({**values, **combo, "trials": share, "seed": start}, ranges, config))
+        except SettingsError as err:
+            at = ", ".join(f"{name} {value}" for name, value in combo.items())
+            raise SettingsError(f"{at} (of the swept {shown}): {err}") from None
+        start += share
+    hull = {name: (min(r.sweep[name][0] for r in runs), max(r.sweep[name][1] for r in runs)) for name in runs[0].sweep}
+    return replace(runs[0], trials=trials, seed=seed, sweep=hull, swept=swept, by_value=tuple(runs))
+
+
+def _resolved(values: dict[str, Any], ranges: dict[str, Any], config: str | Path | None) -> Settings:
+    """The settings of `values` (from the config and the flags) and the config's sweep `ranges`, validated."""
     _check_domains(values)  # before a model is built: conv divides by its stride
     # Before a model file is imported: its code may change the working folder.
     values["json"], values["junit"] = report_paths(values.get("json"), values.get("junit"), (config, values.get("model")))

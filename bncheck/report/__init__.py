@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from bncheck.assess import Assessment
-from bncheck.check import REFERENCE_NAMES, Tally
+from bncheck.check import RAISE_SHAPES, REFERENCE_NAMES, Tally
 from bncheck.compare import Comparison, error_map, overshoot
 from bncheck.draws import Draw
 from bncheck.loader import Derivation
@@ -278,3 +279,60 @@ def build_report(model: Model, settings: Settings, derivation: Derivation, sweep
         device=sweep.device,
         devices=sweep.devices,
     )
+
+
+def merged(settings: Settings, reports: list[Report]) -> Report:
+    """One report of a run that swept model options, from the report of each value (`reports[i]` ran
+    under `settings.by_value[i]`): each check fails if it fails at any value and shows the value where
+    it is worst (see _merged_check); counts are summed, largest errors maxed."""
+    at = [{name: getattr(run, name) for name in settings.swept} for run in settings.by_value]
+    first = reports[0]
+    checks = [_merged_check([r.checks[i] for r in reports], at) for i in range(len(first.checks))]
+    ran = any(c.status in ("pass", "fail", "error") for c in checks)
+    options = {**first.options, **{name: list(bounds) for name, bounds in settings.swept.items()}}
+    return Report(passed=ran and all(c.passed for c in checks), model=first.model, derivation=first.derivation,
+                  settings=settings.to_dict(), draws=sum(r.draws for r in reports),
+                  redrawn=sum(r.redrawn for r in reports), checks=checks, options=options)
+
+
+def _merged_check(results: list[CheckResult], at: list[dict[str, int]]) -> CheckResult:
+    """A check's result over every value of the swept options: the row of the value where it is worst
+    (failing first, then the largest share of its allowance used), its worst draw and smallest case
+    saying at which values they are; trials, skips and raises summed; the largest errors maxed."""
+    def badness(i: int) -> tuple:
+        c = results[i]
+        share = (c.worst or {}).get("share")
+        return (not c.passed, c.status in ("pass", "fail", "error"), -math.inf if share is None else share)
+
+    worst = max(range(len(results)), key=badness)
+    out = dataclasses.replace(results[worst])
+    for key in ("worst", "smallest"):
+        if getattr(out, key) is not None:
+            setattr(out, key, {**getattr(out, key), "options": at[worst]})
+    out.passed = all(c.passed for c in results)
+    out.trials = sum(c.trials for c in results)
+    out.skipped = sum(c.skipped for c in results)
+    raised = [c.raised for c in results if c.raised is not None]
+    if raised:
+        out.raised = {**raised[0], "draws": sum(r["draws"] for r in raised),
+                      "shapes": [shape for r in raised for shape in r["shapes"]][:RAISE_SHAPES]}
+        if out.status == "error" and out.raised["draws"] < out.trials:
+            # Raised on every draw at one value and agreed at another: a failure, as within one run.
+            out.status = "fail"
+    if out.status != "error":
+        for key in ("max_abs_err", "max_rel_err"):
+            found = [getattr(c, key) for c in results if getattr(c, key) is not None]
+            setattr(out, key, max(found) if found else None)
+    if out.status == "pass" and out.skipped:
+        # A value's message is its skip reason, or "skipped at n of m draws: <reason>".
+        skipped = next(c for c in results if c.skipped)
+        reason = skipped.message if skipped.status == "skipped" else skipped.message.split(": ", 1)[1]
+        out.message = f"skipped at {out.skipped} of {counted(out.skipped + out.trials, 'draw')}: {reason}"
+    if out.references is not None:
+        agree: dict[str, bool | None] = {}
+        for c in results:
+            for name, agrees in (c.references or {}).items():
+                agree[name] = agrees if agree.get(name) is None else agree[name] and agrees is not False
+        out.references = agree
+    out.warnings = list(dict.fromkeys(w for c in results for w in c.warnings))
+    return out

@@ -32,7 +32,15 @@ def _case(check: CheckResult) -> str:
         return ""
     shape = " ".join(f"{k}={v}" for k, v in check.worst["shape"].items())
     where = f" at {check.worst['index']}" if check.worst.get("index") else ""
-    return printable(f"{shape} seed {check.worst['seed']}{where}")
+    # In a run that swept model options, the values the worst draw had.
+    swept = "".join(f" {k} {v}" for k, v in check.worst.get("options", {}).items())
+    return printable(f"{shape}{swept} seed {check.worst['seed']}{where}")
+
+
+def _option(name: str, value) -> str:
+    if isinstance(value, list):  # swept: its inclusive range
+        return f"{name} {value[0]}:{value[1]} (swept)"
+    return f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
 
 
 def _note(check: CheckResult) -> str:
@@ -87,7 +95,7 @@ class ReportView:
         )
         redrawn = f" ({r.redrawn} redrawn off a relu kink)" if r.redrawn else ""
         references = sorted({c.reference for c in r.checks if c.reference}) + (["fd"] if s.get("reference") == "fd" else [])
-        options = ", ".join(f"{n} {v:g}" if isinstance(v, float) else f"{n} {v}" for n, v in r.options.items())
+        options = ", ".join(_option(n, v) for n, v in r.options.items())
         options = f"{options}; " if options else ""
         yield Text.assemble(
             ("bncheck ", "bold"),

@@ -76,7 +76,8 @@ def _errors(c) -> str | None:
     (a wrong shape, NaN), that it could not, never 'max abs err inf'."""
     worst = c.worst or {}
     if "abs_err" in worst and c.max_abs_err is not None and math.isfinite(c.max_abs_err):
-        where = " ".join(f"{k}={v}" for k, v in worst["shape"].items())
+        where = " ".join([*(f"{k}={v}" for k, v in worst["shape"].items()),
+                          *(f"{k} {v}" for k, v in worst.get("options", {}).items())])  # swept options' values
         note = f" ({worst['note']})" if worst.get("note") else ""
         return (f"abs err {worst['abs_err']:.3e}, rel err {worst['rel_err']:.3e}{note} at the worst draw "
                 f"({where} seed {worst['seed']}); over all draws max abs err {c.max_abs_err:.3e}, "
