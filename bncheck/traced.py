@@ -36,6 +36,8 @@ from bncheck.hostrun import evaluate
 # is not followed when looking for the fields a function reads.
 LIBRARIES = ("numpy", "jax", "jaxlib", "ml_dtypes", "opt_einsum", "scipy", "math", "functools", "operator",
              "builtins", "itertools", "typing")
+# The most items of a list, tuple, set or dict a function reaches that are followed one by one.
+CONTAINER_ITEMS = 256
 # Names through which code can reach any attribute of an object: a function that uses one reads
 # whatever it likes, so all the fields come along.
 _ANY_FIELD = frozenset({"getattr", "vars", "__dict__", "__getattribute__", "eval", "exec", "globals", "locals",
@@ -54,44 +56,60 @@ def _codes(code: types.CodeType) -> Iterable[types.CodeType]:
             yield from _codes(const)
 
 
-def _reached(fns: Iterable[Callable]) -> tuple[set[str], list[Any]] | None:
+def _holds_code(value: Any) -> bool:
+    """Whether `value` can run code of the user's that this analysis does not read: a module, a class
+    or an object of the user's (their functions and methods can read any ctx field); not a number, a
+    string, an array or anything of a library's."""
+    if _library(value):
+        return False
+    if isinstance(value, (types.ModuleType, type)):
+        return True
+    return not (type(value).__module__ == "builtins" or _library(type(value)))
+
+
+def _reached(fns: Iterable[Callable]) -> tuple[set[str], list[Any], bool] | None:
     """The names and string constants in the code of `fns` and of every function they reach through
-    their globals and closures (library code aside), and the other objects reached (modules,
-    library functions, values); None when a reached callable's code cannot be read."""
+    their globals, closures and default arguments, and the containers among them (library code
+    aside); the other objects reached (library modules and functions, values); and whether a module,
+    class or object of the user's was reached, whose code can read any field. None when a reached
+    callable's code cannot be read (a partial, a bound method, an object with __call__)."""
     names: set[str] = set()
     others: list[Any] = []
+    opaque = False
     seen: set[int] = set()
     todo = list(fns)
     while todo:
-        fn = inspect.unwrap(todo.pop())
+        fn = todo.pop()
+        fn = inspect.unwrap(fn) if isinstance(fn, types.FunctionType) else fn
         if id(fn) in seen:
             continue
         seen.add(id(fn))
-        if not isinstance(fn, types.FunctionType):
+        if isinstance(fn, (tuple, list, set, frozenset, dict)):
+            # A table of functions is followed; a long one (data, most likely) is not read item by
+            # item, and anything may be in it.
+            if len(fn) > CONTAINER_ITEMS:
+                opaque = True
+            else:
+                todo.extend(fn.values() if isinstance(fn, dict) else fn)
+            continue
+        if not isinstance(fn, types.FunctionType) or _library(fn):
             if callable(fn) and not isinstance(fn, (types.BuiltinFunctionType, type)) and not _library(fn):
                 return None  # a partial, a bound method, an object with __call__: code unseen
+            opaque = opaque or _holds_code(fn)
             others.append(fn)
             continue
         for code in _codes(fn.__code__):
             names.update(code.co_names)
             names.update(c for c in code.co_consts if isinstance(c, str))
-            for name in code.co_names:
-                if name in fn.__globals__:
-                    value = fn.__globals__[name]
-                    if isinstance(value, types.FunctionType) and not _library(value):
-                        todo.append(value)
-                    else:
-                        others.append(value)
+            todo.extend(fn.__globals__[name] for name in code.co_names if name in fn.__globals__)
         for cell in fn.__closure__ or ():
             try:
-                value = cell.cell_contents
+                todo.append(cell.cell_contents)
             except ValueError:  # an empty cell
                 continue
-            if isinstance(value, types.FunctionType) and not _library(value):
-                todo.append(value)
-            else:
-                others.append(value)
-    return names, others
+        todo.extend(fn.__defaults__ or ())
+        todo.extend((fn.__kwdefaults__ or {}).values())
+    return names, others, opaque
 
 
 def uses_jax(fn: Callable) -> bool:
@@ -113,8 +131,8 @@ def fields_read(fns: Iterable[Callable], fields: Iterable[str]) -> set[str] | No
     reached = _reached(fns)
     if reached is None:
         return None
-    names, _ = reached
-    if names & _ANY_FIELD:
+    names, _, opaque = reached
+    if opaque or names & _ANY_FIELD:
         return None
     return set(fields) & names
 

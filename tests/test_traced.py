@@ -72,8 +72,9 @@ def test_functions_that_use_jax_are_told_from_numpy_ones(tmp_path):
         "def grad_gamma(ctx):\n    return np.sum(ctx.Hhat, axis=0)\n"            # NumPy, jax imported
         "def grad_G2(ctx, grad=jax.grad):\n    return ctx.A.T @ ctx.resid\n"     # jax in a default only
     )), MODEL)
+    # A default is code the function can call, so jax there counts (a trace is confirmed by a call).
     assert {n: uses_jax(f) for n, f in mixed.functions.items()} == {
-        "grad_beta": True, "grad_gamma": False, "grad_G2": False}
+        "grad_beta": True, "grad_gamma": False, "grad_G2": True}
 
 
 def _primitives():
@@ -213,6 +214,28 @@ def test_only_the_fields_a_function_reads_come_to_the_host(tmp_path):
     run_sweep(MODEL, settings, plain)
     forward = {name for name in vars(seen[0]) if name in MODEL.outputs}
     assert forward == {"resid", "dA", "B"}  # what it reads, and the relu kink field the sweep reads
+
+
+@pytest.mark.parametrize("source", [
+    # A helper reached through a default argument.
+    "def _helper(ctx):\n    return (-2 / ctx.N * (ctx.resid @ ctx.G2.T) * ctx.dA).sum(axis=0)\n"
+    "def grad_beta(ctx, helper=_helper):\n    return helper(ctx)\n",
+    # Through a module of the user's (here made on the fly), as `import mylib; mylib.grad(ctx)` is.
+    "import types\nmylib = types.ModuleType('mylib')\n"
+    "exec('def grad(ctx):\\n    return (-2 / ctx.N * (ctx.resid @ ctx.G2.T) * ctx.dA).sum(axis=0)', vars(mylib))\n"
+    "def grad_beta(ctx):\n    return mylib.grad(ctx)\n",
+    # Through a table of functions, and through an object of the user's.
+    "def _helper(ctx):\n    return (-2 / ctx.N * (ctx.resid @ ctx.G2.T) * ctx.dA).sum(axis=0)\n"
+    "TABLE = {'beta': _helper}\ndef grad_beta(ctx):\n    return TABLE['beta'](ctx)\n",
+    "class Layer:\n    def grad(self, ctx):\n        return (-2 / ctx.N * (ctx.resid @ ctx.G2.T) * ctx.dA).sum(axis=0)\n"
+    "LAYER = Layer()\ndef grad_beta(ctx):\n    return LAYER.grad(ctx)\n",
+])
+def test_a_field_read_through_a_default_a_module_a_table_or_an_object_is_given(tmp_path, source):
+    loaded = load_derivation(_file(tmp_path, source), MODEL)
+    found = fields_read(loaded.functions.values(), [*MODEL.outputs, "R"])
+    assert found is None or {"resid", "dA"} <= found
+    report = run_sweep(MODEL, resolve({"shape": "N=5,p1=3,p2=2,k=1", "trials": 2}, None), loaded)
+    assert report.tallies["grad_beta"].error is None and report.tallies["grad_beta"].failures == 0
 
 
 def _same_tallies(a, b, rounding=1e-13):
