@@ -428,7 +428,8 @@ class Engine:
             return self.bucket(draw.dims, lambda dims: 3 * sum(self.dense_bytes(c, dims) for c in by_kind["jacobian"]) // 2, chunk)
 
         for bucket, part in group(draws, key):
-            self.run(fn, part, bucket, take, chunk, keys=True)
+            # A key a draw costs an eager JAX call (0.3 ms): only the noisy pass reads them.
+            self.run(fn, part, bucket, take, chunk, keys="noisy" in passes)
 
     def derived(self, checks: list[Check], functions: dict[str, Callable], draws: list[Draw], chunk: int,
                 take: Callable[[Draw, dict], None]) -> None:
@@ -471,7 +472,7 @@ class Engine:
                 record.rough[c.name] = self.extract(c, out["rough"], draw.dims)
 
         for bucket, part in group(draws, lambda d: self.bucket(d.dims, chunk=chunk)):
-            self.run(fn, part, bucket, take, chunk, vectors="probes", keys=True, vector_keys=probes)
+            self.run(fn, part, bucket, take, chunk, vectors="probes", vector_keys=probes)
 
     def extremes(self, field_name: str, draws: list[Draw], chunk: int) -> dict[int, tuple[float, float]]:
         """min and max of |field| over each draw's real entries, from a forward-only program."""

@@ -94,9 +94,9 @@ def build(model: Model, cfg: dict[str, Any], plan: Plan, passes: tuple[str, ...]
     """The batched, jitted reference program of `plan`.
 
     Without passes: batched(arrays, masks, vectors) -> reference_program's dict, with a batch axis.
-    With passes: batched(arrays, masks, vectors, keys) -> {pass: that dict} for each pass named (see
-    PASSES); "noisy" holds NOISE_SAMPLES recomputations on a second axis, its noise drawn from
-    keys (one PRNG key a draw). The passes of one call share one compile and one transfer; "rough" runs
+    With passes: batched(arrays, masks, vectors, keys=None) -> {pass: that dict} for each pass named
+    (see PASSES); "noisy" holds NOISE_SAMPLES recomputations on a second axis, its noise drawn from
+    keys (one PRNG key a draw), which only that pass needs. The passes of one call share one compile and one transfer; "rough" runs
     in the dtype `rough`. Without optimize, XLA compiles quickly (QUICK_COMPILE) and the program runs
     slower.
     """
@@ -186,7 +186,7 @@ def jit_batched(one: Callable, passes: tuple[str, ...] | None, options: dict[str
         return jax.jit(batched, compiler_options=options)
     noisy = jax.vmap(with_rounding_noise(one, NOISE, NOISE_SAMPLES)) if "noisy" in passes else None
 
-    def run(arrays, masks, vectors, keys):
+    def run(arrays, masks, vectors, keys=None):
         out = {}
         if "exact" in passes:
             out["exact"] = batched(arrays, masks, vectors)
