@@ -55,18 +55,18 @@ class CallTimeout(BaseException):
 
 
 class time_limit:
-    """Interrupts the block after `seconds` with CallTimeout. Only the main thread can take the
-    signal, so elsewhere (or with seconds = 0) the block runs unlimited. A class rather than a
-    generator: it is entered around every call of a user's function."""
+    """Interrupts the block after `seconds` for each of its `calls` with CallTimeout. Only the main
+    thread can take the signal, so elsewhere (or with seconds = 0) the block runs unlimited. A class
+    rather than a generator: it is entered around every call of a user's function."""
 
-    def __init__(self, seconds: float):
-        self.seconds = seconds
+    def __init__(self, seconds: float, calls: int = 1):
+        self.seconds, self.calls = seconds, calls
         self.previous = None
 
     def __enter__(self) -> None:
         if self.seconds and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGALRM, self._expire)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds * self.calls)
 
     def __exit__(self, *exc) -> None:
         if self.previous is not None:
@@ -74,7 +74,10 @@ class time_limit:
             signal.signal(signal.SIGALRM, self.previous)
 
     def _expire(self, signum, frame):
-        raise CallTimeout(f"the call took longer than --timeout {self.seconds:g} s")
+        if self.calls == 1:
+            raise CallTimeout(f"the call took longer than --timeout {self.seconds:g} s")
+        raise CallTimeout(f"its {self.calls} calls (one per JVP direction) took longer than {self.calls} x --timeout "
+                          f"{self.seconds:g} s")
 
 
 def describe(err: BaseException) -> str:
@@ -129,41 +132,55 @@ def _ctx_class_kept() -> bool:
 def call(fn, args: tuple, timeout: float) -> Any:
     """fn(*args) converted to a float64 array (NotAnArray when it is none), or Raised. A Ctrl-C
     (KeyboardInterrupt) is the person's, not the function's: it stops the run."""
-    fields = dict(vars(args[0])) if args and isinstance(args[0], Ctx) else {}
-    # One time limit for the call and the reading of its value (an object's __array__, shape or
-    # dtype is the user's code too), with bncheck's checks between them inside it.
+    got = calls(fn, [args], timeout)
+    return got if isinstance(got, Raised) else got[0]
+
+
+def calls(fn, each: list[tuple], timeout: float) -> list[Any] | Raised:
+    """call() for each argument tuple of `each` (a JVP's directions, with one ctx): one time limit
+    for them all and one look at what they changed, after the last (a change in any fails them all).
+    The first that raises is the answer."""
+    ctx = each[0][0] if each and each[0] and isinstance(each[0][0], Ctx) else None
+    fields = dict(vars(ctx)) if ctx is not None else {}
     try:
-        return _called(fn, args, fields, timeout)
+        return _called(fn, each, ctx, fields, timeout)
     except CallTimeout as err:  # the limit ran out in bncheck's checks, just after the function returned
         _ctx_class_kept()
         put_back()
         return Raised(describe(err), [], timed_out=True)
 
 
-def _called(fn, args: tuple, fields: dict, timeout: float) -> Any:
-    with np.errstate(all="ignore"), time_limit(timeout):
-        try:
-            value = fn(*args)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as err:  # noqa: BLE001 - the user's code may raise anything; see the module docstring
-            _ctx_class_kept()
-            put_back()
-            return Raised(describe(err), user_traceback(err), isinstance(err, MemoryError), isinstance(err, CallTimeout))
+def _called(fn, each: list[tuple], ctx: Ctx | None, fields: dict, timeout: float) -> list[Any] | Raised:
+    # The limit covers the reading of each value too: an object's __array__, shape or dtype is the
+    # user's code as well.
+    with np.errstate(all="ignore"), time_limit(timeout, len(each)):
+        values = []
+        for args in each:
+            try:
+                values.append(fn(*args))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as err:  # noqa: BLE001 - the user's code may raise anything; see the module docstring
+                _ctx_class_kept()
+                put_back()
+                return Raised(describe(err), user_traceback(err), isinstance(err, MemoryError), isinstance(err, CallTimeout))
         put_back()
         if not _ctx_class_kept():
             return Raised("the function changed the class of ctx, which every check shares (put back)", [])
-        if args and isinstance(args[0], Ctx) and not args[0].holds(fields):
+        if ctx is not None and not ctx.holds(fields):
             return Raised("the function changed its ctx (ctx is read-only; keep your own values in local variables)", [])
-        try:
-            # It can raise (or ask for a broadcast view's 10^12 entries): that fails the check, it is
-            # no reason to skip it.
-            array = as_array(value)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as err:  # noqa: BLE001
-            return Raised(f"its value could not be read as an array: {describe(err)}", user_traceback(err))
-    return array if array is not None else NotAnArray(value)
+        arrays = []
+        for value in values:
+            try:
+                # It can raise (or ask for a broadcast view's 10^12 entries): that fails the check, it
+                # is no reason to skip it.
+                array = as_array(value)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as err:  # noqa: BLE001
+                return Raised(f"its value could not be read as an array: {describe(err)}", user_traceback(err))
+            arrays.append(array if array is not None else NotAnArray(value))
+    return arrays
 
 
 @dataclass
@@ -394,18 +411,12 @@ class Checker:
         s = self.settings
         fn = self.derivation.functions[c.name]
         if c.kind == "jvp":
-            got = []
-            for V in draw.directions[c.target]:
-                value = call(fn, (ctx, frozen(V.astype(s.dtype, copy=False))), s.timeout)
-                if isinstance(value, Raised):
-                    tally.raised(draw, value)
-                    return None
-                got.append(value)
+            got = calls(fn, [(ctx, frozen(V.astype(s.dtype, copy=False))) for V in draw.directions[c.target]], s.timeout)
         else:
             got = call(fn, (ctx,), s.timeout)
-            if isinstance(got, Raised):
-                tally.raised(draw, got)
-                return None
+        if isinstance(got, Raised):
+            tally.raised(draw, got)
+            return None
         ref = record.exact[c.name]
         if isinstance(ref, dict):
             v, u = (vec_rows(draw.probes[f"{side}:{name}"]) for side, name in (("v", c.target), ("u", c.output)))

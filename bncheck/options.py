@@ -122,8 +122,8 @@ OPTIONS = (
     Option("reference", str, "autodiff",
            "autodiff, or fd to add float64 central differences on a few draws as a third opinion.", "run",
            choices=REFERENCES),
-    Option("timeout", float, 60.0, "Seconds one call of a derivation function may take; a slower call fails its "
-           "check (0: no limit).", "run", low=0, high=10**9),
+    Option("timeout", float, 60.0, "Seconds one call of a derivation function may take (a JVP's three directions: "
+           "three times that, together); a slower call fails its check (0: no limit).", "run", low=0, high=10**9),
     Option("param_shapes", str, None, "Your code's shapes of inputs or parameters that differ from the model's by a "
            "reshape, in its dimension names, e.g. 'gamma=1,D beta=1,D': your functions get them so shaped, and a "
            "gradient returned so shaped is compared reshaped to the model's.", "run"),
