@@ -488,6 +488,9 @@ def main() -> None:
     parser.add_argument("--warm-cache", action="store_true", help="time bncheck's second run, cache warm")
     parser.add_argument("--repeat", type=int, default=3, help="whole-process runs of bncheck and the floor (median)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
+    parser.add_argument("--shapes", default=None,
+                        help="only these fixed shapes, e.g. 64x32x16,256x64x64 (with the random shapes and the "
+                             "other rows), for a before/after comparison of a change")
     parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--floor-shape", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--floor-config", type=Path, default=None, help=argparse.SUPPRESS)
@@ -508,6 +511,9 @@ def main() -> None:
     env["BNCHECK_COMPILE_CACHE"] = cache if args.warm_cache else "off"
     os.environ["BNCHECK_COMPILE_CACHE"] = env["BNCHECK_COMPILE_CACHE"]
     shapes = [(s, t // 10) for s, t in SHAPES[:2]] if args.quick else list(SHAPES)
+    if args.shapes:
+        wanted = {tuple(map(int, shape.split("x"))) for shape in args.shapes.split(",")}
+        shapes = [(s, t) for s, t in shapes if s in wanted]
     rand_trials = RANDOM_TRIALS // 10 if args.quick else RANDOM_TRIALS
 
     rows: list[Row] = []
