@@ -312,6 +312,14 @@ _HOOKS = (
 )
 
 
+def _raised(err: BaseException, file: str, where: str, what: str) -> LoadError:
+    """The LoadError for a model file's `what` (a hook, its forward's trace) that raised `err`, at the
+    file's own line where the traceback has one."""
+    frame = user_frame(err, file)
+    at = f" at {file}:{frame.lineno}" if frame else ""
+    return LoadError(f"model: {where}: {what} raised {describe(err, at)}")
+
+
 def _guarded(fn: Callable, hook: str, where: str, file: str, returns: Callable[[Any], str | None] | None) -> Callable:
     """A model file's hook that, whatever it raises (SystemExit included) or whatever wrong thing it
     returns, fails with one LoadError naming the file and the hook, wherever bncheck calls it."""
@@ -321,9 +329,7 @@ def _guarded(fn: Callable, hook: str, where: str, file: str, returns: Callable[[
         except (KeyboardInterrupt, LoadError):
             raise
         except BaseException as err:
-            frame = user_frame(err, file)
-            at = f" at {file}:{frame.lineno}" if frame else ""
-            raise LoadError(f"model: {where}: {hook} raised {describe(err, at)}") from err
+            raise _raised(err, file, where, hook) from err
         problem = returns(value) if returns is not None else None
         if problem:
             raise LoadError(f"model: {where}: {hook} must return {problem}, got {_shown(value)}")
@@ -553,9 +559,7 @@ def _trace(
         except (KeyboardInterrupt, LoadError):
             raise
         except BaseException as err:
-            frame = user_frame(err, file)
-            at = f" at {file}:{frame.lineno}" if frame else ""
-            raise LoadError(f"model: {where}: {what} raised {describe(err, at)}") from None
+            raise _raised(err, file, where, what) from None
 
     out = traced("forward", lambda a, m: forward(cfg, m, **a))
     if not isinstance(out, dict) or "R" not in out:
