@@ -12,11 +12,15 @@ A primitive without a rule here is handed to JAX itself (`Primitive.bind` on the
 exact and compiles that one operation, as eager JAX would. Nothing else is approximated: a value
 that comes out with another shape than its trace says raises Mismatch, and the caller runs the user's
 function as it is instead.
+
+A trace may be symbolic in its sizes (bncheck.traced traces a family of shapes once): its shapes and
+parameters then hold JAX's symbolic dimensions, which `sizes` (each symbol's value for this call)
+turns into numbers before an equation runs.
 """
 
 from __future__ import annotations
 
-import string
+import functools
 from typing import Any, Callable
 
 import numpy as np
@@ -56,21 +60,25 @@ _CUMULATIVE = {"cumsum": np.cumsum, "cumprod": np.cumprod, "cummax": np.maximum.
 
 
 def _dot_general(lhs, rhs, *, dimension_numbers, preferred_element_type=None, **_):
+    """lax.dot_general as one batched matrix product: the batch axes first, then each side's free
+    axes against its contracted ones (lax's output order: batch, the left's free, the right's free)."""
     (lc, rc), (lb, rb) = dimension_numbers
-    letters = iter(string.ascii_letters)
-    left = [next(letters) for _ in range(lhs.ndim)]
-    right = [None] * rhs.ndim
-    for i, j in zip(lc, rc):
-        right[j] = left[i]
-    for i, j in zip(lb, rb):
-        right[j] = left[i]
-    right = [r if r is not None else next(letters) for r in right]
-    out = [left[i] for i in lb]
-    out += [left[i] for i in range(lhs.ndim) if i not in lc and i not in lb]
-    out += [right[j] for j in range(rhs.ndim) if j not in rc and j not in rb]
-    wide = preferred_element_type if preferred_element_type is not None else np.result_type(lhs.dtype, rhs.dtype)
-    lhs, rhs = lhs.astype(_accumulated(wide), copy=False), rhs.astype(_accumulated(wide), copy=False)
-    return np.einsum(f"{''.join(left)},{''.join(right)}->{''.join(out)}", lhs, rhs, optimize=True)
+    lf = [i for i in range(lhs.ndim) if i not in lc and i not in lb]
+    rf = [j for j in range(rhs.ndim) if j not in rc and j not in rb]
+    wide = _accumulated(preferred_element_type if preferred_element_type is not None
+                        else np.result_type(lhs.dtype, rhs.dtype))
+    lhs, rhs = lhs.astype(wide, copy=False), rhs.astype(wide, copy=False)
+    batch = [lhs.shape[i] for i in lb]
+    left, right = [lhs.shape[i] for i in lf], [rhs.shape[j] for j in rf]
+    n = _count(batch)
+    inner = _count([lhs.shape[i] for i in lc])
+    a = np.transpose(lhs, [*lb, *lf, *lc]).reshape(n, _count(left), inner)
+    b = np.transpose(rhs, [*rb, *rc, *rf]).reshape(n, inner, _count(right))
+    return np.matmul(a, b).reshape(*batch, *left, *right)
+
+
+def _count(sizes: list[int]) -> int:
+    return int(np.prod(sizes, dtype=np.int64))
 
 
 def _accumulated(dtype) -> np.dtype:
@@ -136,6 +144,44 @@ def _dynamic_update_slice(x, update, *starts):
     return out
 
 
+def _gather(operand, indices, *, dimension_numbers, slice_sizes, mode, fill_value=None, **_):
+    """lax.gather without batching dimensions (_runner hands those to JAX): a slice of `slice_sizes`
+    at each index vector (the last axis of `indices`), its collapsed axes dropped, the slices' own
+    axes placed at `offset_dims` and the indices' others around them. Starts are clamped so a slice
+    fits, as XLA does; in "fill" mode a slice that would not fit is the fill value instead."""
+    dn = dimension_numbers
+    batch = indices.shape[:-1]
+    index = np.asarray(indices).reshape(-1, indices.shape[-1]).astype(np.int64)
+    starts = np.zeros((len(index), operand.ndim), np.int64)
+    starts[:, list(dn.start_index_map)] = index
+    limit = np.asarray(operand.shape, np.int64) - np.asarray(slice_sizes, np.int64)
+    outside = np.any((starts < 0) | (starts > limit), axis=1)
+    starts = np.clip(starts, 0, limit)
+    grid = np.indices(slice_sizes, sparse=True)
+    out = operand[tuple(starts[:, d].reshape(-1, *[1] * operand.ndim) + grid[d][None] for d in range(operand.ndim))]
+    if getattr(mode, "name", str(mode)) == "FILL_OR_DROP" and outside.any():
+        out = out.copy()
+        out[outside] = _fill(operand.dtype) if fill_value is None else fill_value
+    offset = [n for d, n in enumerate(slice_sizes) if d not in dn.collapsed_slice_dims]
+    out = out.reshape(*batch, *offset)
+    rank = len(batch) + len(offset)
+    around = [i for i in range(rank) if i not in dn.offset_dims]
+    return np.transpose(out, [len(batch) + list(dn.offset_dims).index(i) if i in dn.offset_dims else around.index(i)
+                              for i in range(rank)])
+
+
+def _fill(dtype: np.dtype) -> Any:
+    """lax.gather's fill value for a slice out of bounds, by default."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return True
+    if np.issubdtype(dtype, np.signedinteger):
+        return np.iinfo(dtype).min
+    if np.issubdtype(dtype, np.unsignedinteger):
+        return np.iinfo(dtype).max
+    return np.nan
+
+
 def _argmax(reduce: Callable) -> Callable:
     def arg(x, *, axes, index_dtype):
         (axis,) = axes
@@ -164,6 +210,7 @@ _RULES: dict[str, Callable] = {
         slice(s, e, st) for s, e, st in zip(start_indices, limit_indices, strides or (1,) * x.ndim))],
     "dynamic_slice": _dynamic_slice,
     "dynamic_update_slice": _dynamic_update_slice,
+    "gather": _gather,
     "clamp": lambda lo, x, hi: np.clip(x, lo, hi),
     "integer_pow": lambda x, *, y: np.power(x, y) if y >= 0 else 1 / np.power(x, -y),
     "convert_element_type": lambda x, *, new_dtype, **_: np.asarray(x).astype(new_dtype),
@@ -172,6 +219,7 @@ _RULES: dict[str, Callable] = {
     "argmin": _argmax(np.argmin),
     "copy": np.array,
     "copy_p": np.array,
+    "dim_as_value": lambda *, dim: np.asarray(dim),  # a symbolic size as a number: given by _sized
 }
 # Call-like primitives whose body is evaluated here in turn, and where each keeps it.
 _BODIES = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr", "core_call": "call_jaxpr",
@@ -181,36 +229,58 @@ _BODIES = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr", "core_c
 _IDENTITY = frozenset({"device_put", "optimization_barrier"})
 
 
-def _apply(eqn, values: list) -> list:
+# The gather modes _gather implements (the others, such as one-hot, are handed to JAX).
+_GATHER_MODES = ("CLIP", "FILL_OR_DROP", "PROMISE_IN_BOUNDS")
+# Parameters of placement and precision, which NumPy has no use for.
+_PLACEMENT = ("sharding", "out_sharding", "precision")
+
+
+def _runner(eqn) -> tuple[Callable[[list, dict], list], bool]:
+    """How `eqn`'s outputs come from its inputs and its parameters, and whether those parameters are
+    given without their placement ones (the rules here) or as they are (handed to JAX)."""
     name = eqn.primitive.name
-    params = dict(eqn.params)
     if name in _ELEMENTWISE:
-        return [_ELEMENTWISE[name](*values)]
+        elementwise = _ELEMENTWISE[name]
+        return (lambda values, params: [elementwise(*values)]), True
     if name in _REDUCTIONS:
-        x = values[0]
-        return [_REDUCTIONS[name](x.astype(_accumulated(x.dtype), copy=False), axis=tuple(params["axes"]))]
+        reduce = _REDUCTIONS[name]
+
+        def reduced(values, params):
+            x = values[0]
+            return [reduce(x.astype(_accumulated(x.dtype), copy=False), axis=tuple(params["axes"]))]
+
+        return reduced, True
     if name in _CUMULATIVE:
-        x, axis = values[0], params["axis"]
-        x = x.astype(_accumulated(x.dtype), copy=False)
-        if params.get("reverse"):
-            return [np.flip(_CUMULATIVE[name](np.flip(x, axis), axis=axis), axis)]
-        return [_CUMULATIVE[name](x, axis=axis)]
-    if name in _RULES:
-        params.pop("sharding", None)
-        params.pop("out_sharding", None)
-        params.pop("precision", None)
-        return [_RULES[name](*values, **params)]
+        accumulate = _CUMULATIVE[name]
+
+        def accumulated(values, params):
+            x, axis = values[0], params["axis"]
+            x = x.astype(_accumulated(x.dtype), copy=False)
+            if params.get("reverse"):
+                return [np.flip(accumulate(np.flip(x, axis), axis=axis), axis)]
+            return [accumulate(x, axis=axis)]
+
+        return accumulated, True
+    batched = name == "gather" and (getattr(eqn.params["dimension_numbers"], "operand_batching_dims", ())
+                                    or getattr(eqn.params["mode"], "name", "") not in _GATHER_MODES)
+    if name in _RULES and not batched:
+        rule = _RULES[name]
+        return (lambda values, params: [rule(*values, **params)]), True
     if name in _IDENTITY:
-        return list(values)
-    return _bound(eqn, values)
+        return (lambda values, params: list(values)), True
+    return (lambda values, params: _bound(eqn, params, values)), False
 
 
-def _bound(eqn, values: list) -> list:
+def _placed(params: dict, clean: bool) -> dict:
+    return {k: v for k, v in params.items() if k not in _PLACEMENT} if clean else params
+
+
+def _bound(eqn, params: dict, values: list) -> list:
     """JAX's own implementation of a primitive this module has no rule for."""
     import jax
     import jax.numpy as jnp
 
-    bound = eqn.primitive.get_bind_params(eqn.params)
+    bound = eqn.primitive.get_bind_params(params)
     # (subfuns, params) before jax 0.7, the params alone since.
     subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
     out = eqn.primitive.bind(*subfuns, *(jnp.asarray(v) for v in values), **params)
@@ -218,9 +288,72 @@ def _bound(eqn, values: list) -> list:
     return [np.asarray(v) for v in jax.device_get(out)]
 
 
-def evaluate(jaxpr, consts: list, args: list) -> list[np.ndarray]:
-    """The outputs of `jaxpr` (an open jaxpr, its consts and its inputs as arrays), as NumPy arrays."""
-    from jax.extend.core import ClosedJaxpr, Literal
+def _sized(value: Any, sizes: dict[str, int], memo: dict[int, int]) -> Any:
+    """`value` (a shape, an equation's parameter) with each symbolic dimension in it replaced by its
+    size: JAX's symbolic dimensions evaluate themselves given their symbols' values (slowly: `memo`
+    keeps each one's size for the call, by id, as one dimension is met in many shapes)."""
+    if isinstance(value, tuple):
+        items = [_sized(v, sizes, memo) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)  # a NamedTuple's fields
+    if isinstance(value, list):
+        return [_sized(v, sizes, memo) for v in value]
+    at = getattr(value, "_evaluate", None)
+    if at is None or isinstance(value, np.ndarray):
+        return value
+    size = memo.get(id(value))
+    if size is None:
+        size = memo[id(value)] = int(at(sizes))
+    return size
+
+
+def _symbolic(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return any(_symbolic(v) for v in value)
+    if isinstance(value, dict):
+        return any(_symbolic(v) for v in value.values())
+    return hasattr(value, "_evaluate") and not isinstance(value, np.ndarray)
+
+
+@functools.lru_cache(maxsize=1024)
+def _program(jaxpr) -> tuple[list[tuple], dict[int, int], list[tuple]]:
+    """`jaxpr` made ready to run many times: for each equation, its inputs, outputs, runner, whether
+    its parameters lose their placement ones, those parameters (None where they hold a symbolic size,
+    to be worked out for each call's sizes) and its body (a call-like primitive's jaxpr and consts);
+    and for each variable with a symbolic shape (by id) which of the distinct symbolic shapes it has,
+    so that each call works out each distinct shape once."""
+    from jax.extend.core import ClosedJaxpr
+
+    steps = []
+    for eqn in jaxpr.eqns:
+        body = eqn.params.get(_BODIES.get(eqn.primitive.name, ""))
+        if body is not None:
+            body = (body.jaxpr, body.consts) if isinstance(body, ClosedJaxpr) else (body, [])
+        run, clean = _runner(eqn)
+        params = None if _symbolic(eqn.params) else _placed(eqn.params, clean)
+        steps.append((eqn.invars, eqn.outvars, run, clean, params, body, eqn))
+    shapes: dict[tuple, int] = {}
+    of: dict[int, int] = {}
+    for var in [*jaxpr.invars, *(v for e in jaxpr.eqns for v in e.outvars)]:
+        shape = tuple(var.aval.shape)
+        if _symbolic(shape):
+            of[id(var)] = shapes.setdefault(shape, len(shapes))
+    return steps, of, list(shapes)
+
+
+def evaluate(jaxpr, consts: list, args: list, sizes: dict[str, int] | None = None) -> list[np.ndarray]:
+    """The outputs of `jaxpr` (an open jaxpr, its consts and its inputs as arrays), as NumPy arrays;
+    `sizes` gives the value of each symbol in a symbolic trace's shapes."""
+    from jax.extend.core import Literal
+
+    steps, of, symbolic = _program(jaxpr)
+    memo: dict[int, int] = {}
+    sized = [_sized(s, sizes, memo) for s in symbolic] if sizes else []
+
+    def shape(var) -> tuple:
+        at = of.get(id(var))
+        if at is not None and not sizes:
+            raise Mismatch(f"a symbolic shape {var.aval} and no sizes for it")
+        return tuple(var.aval.shape) if at is None else sized[at]
 
     env: dict[Any, Any] = {}
 
@@ -233,21 +366,22 @@ def evaluate(jaxpr, consts: list, args: list) -> list[np.ndarray]:
         raise Mismatch(f"{len(args)} inputs for a trace of {len(jaxpr.invars)}")
     for var, value in zip(jaxpr.invars, args):
         value = np.asarray(value)
-        if value.shape != tuple(var.aval.shape) or value.dtype != var.aval.dtype:
+        if value.shape != shape(var) or value.dtype != var.aval.dtype:
             raise Mismatch(f"an input of shape {value.shape} {value.dtype} for {var.aval}")
         env[var] = value
-    for eqn in jaxpr.eqns:
-        values = [read(v) for v in eqn.invars]
-        body = eqn.params.get(_BODIES.get(eqn.primitive.name, ""))
+    for invars, outvars, run, clean, params, body, eqn in steps:
+        values = [read(v) for v in invars]
         if body is not None:
-            inner, inner_consts = (body.jaxpr, body.consts) if isinstance(body, ClosedJaxpr) else (body, [])
-            outs = evaluate(inner, inner_consts, values)
+            outs = evaluate(body[0], body[1], values, sizes)
         else:
-            outs = _apply(eqn, values)
-        for var, value in zip(eqn.outvars, outs):
-            aval = var.aval
+            if params is None:
+                if not sizes:
+                    raise Mismatch(f"{eqn.primitive.name} has symbolic parameters and no sizes for them")
+                params = _placed({k: _sized(v, sizes, memo) for k, v in eqn.params.items()}, clean)
+            outs = run(values, params)
+        for var, value in zip(outvars, outs):
             value = np.asarray(value)
-            if value.shape != tuple(aval.shape):
-                raise Mismatch(f"{eqn.primitive.name} gave shape {value.shape}, its trace {tuple(aval.shape)}")
-            env[var] = value if value.dtype == aval.dtype else value.astype(aval.dtype)
+            if value.shape != shape(var):
+                raise Mismatch(f"{eqn.primitive.name} gave shape {value.shape}, its trace {shape(var)}")
+            env[var] = value if value.dtype == var.aval.dtype else value.astype(var.aval.dtype)
     return [read(v) for v in jaxpr.outvars]
