@@ -1,12 +1,19 @@
 """A derivation's functions as JAX sees them: which use JAX, which ctx fields they read, and the
-jax.numpy ones traced once a shape.
+jax.numpy ones traced once for each family of shapes.
 
 A function uses JAX when its code, or a function it calls, names `jax` or something of jax's. Such a
-function is traced (jax.make_jaxpr, with the ctx's arrays abstract and its numbers as they are) once
-for each shape it meets, and runs as its trace from then on: evaluated with NumPy on the host
-(bncheck.hostrun), or compiled and vmapped beside the references on an accelerator (the engine).
+function is traced (jax.make_jaxpr, with the ctx's arrays abstract and its numbers as they are) and
+runs as its trace from then on: evaluated with NumPy on the host (bncheck.hostrun), or compiled and
+vmapped beside the references on an accelerator (the engine).
 A function that uses no JAX is NumPy code and keeps NumPy's semantics: it is never traced, since
 JAX would run it differently (no in-place updates, no aliasing between arrays).
+
+On the host a trace serves a family of shapes (_family): the sizes of 2 or more are JAX's symbolic
+dimensions, so one trace stands for every draw whose sizes are alike but for their values, and a
+sweep of 200 random shapes is a handful of traces, not 200. Where JAX or the function asked whether
+two sizes are equal and JAX, unable to tell, took them for different (_equalities), the shapes where
+they are equal are traced on their own; so is every shape of a function that needs a size as a number
+(`range(ctx.N)`). An accelerator compiles one program a shape, so there each shape has its own trace.
 
 Every guarantee of calling the function stays: the trace runs inside check.call like the call itself
 (its timeout, its isolation), and wherever it cannot stand for the function the function is called as
@@ -20,8 +27,10 @@ updates and aliasing, which a trace does not see).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -150,15 +159,28 @@ class Trace:
     fields: list[str]
     shape: tuple[int, ...]
     dtype: np.dtype
+    # A family's trace (symbolic sizes): the equalities of sizes JAX or the function asked while
+    # tracing and took as false (JAX cannot know; see _equalities), each a pair of sizes.
+    undecided: list[tuple] = field(default_factory=list)
+
+    def holds(self, sizes: dict[str, int]) -> bool:
+        """Whether this family trace stands for the function at these sizes: every equality it took
+        as false is false here."""
+        try:
+            return not any(_size(a, sizes) == _size(b, sizes) for a, b in self.undecided)
+        except Exception:  # noqa: BLE001 - a size JAX cannot evaluate: this shape is traced on its own
+            return False
 
 
 @dataclass
 class Traced:
-    """The functions of a derivation that use JAX, traced once a shape (see the module docstring)."""
+    """The functions of a derivation that use JAX, each traced once for each family of shapes (see the
+    module docstring)."""
 
     functions: dict[str, Callable]
     names: set[str] = field(default_factory=set)  # the functions that use JAX
     traces: dict[tuple, Trace | None] = field(default_factory=dict)
+    families: dict[tuple, Trace | None] = field(default_factory=dict)  # by _family's key
     # Functions found to trace to different programs at one shape: called as they are from then on.
     impure: set[str] = field(default_factory=set)
     checked: set[str] = field(default_factory=set)  # functions traced twice already
@@ -188,22 +210,49 @@ class Traced:
             self.traces[key] = self._trace(name, arrays, static, directions)
         return None if name in self.impure else self.traces[key]
 
-    def _trace(self, name: str, arrays: dict[str, Spec], static: dict, directions: tuple) -> Trace | None:
+    def generic(self, name: str, arrays: dict[str, Spec], static: dict[str, Any],
+                directions: tuple[Spec, ...] = ()) -> tuple[Trace, dict[str, int]] | None:
+        """`name`'s trace for the family of these shapes (see _family), traced once with symbolic
+        sizes, and the sizes of this member; None where no such trace stands for the function here
+        (it cannot be traced with symbolic sizes, or it decided an equality of sizes that does not
+        hold for this member: then it is traced at this member's shape)."""
+        if _dimension_class() is None or name in self.impure:
+            return None
+        family = _family(name, arrays, static, directions)
+        if family is None:
+            return None
+        key, sizes = family
+        if key not in self.families:
+            self.families[key] = self._trace(name, arrays, static, directions, sizes)
+        found = self.families[key]
+        if found is None or name in self.impure or not found.holds(sizes):
+            return None
+        return found, sizes
+
+    def _trace(self, name: str, arrays: dict[str, Spec], static: dict, directions: tuple,
+               sizes: dict[str, int] | None = None) -> Trace | None:
+        """The trace at these shapes, or, given `sizes` (each symbol's value, from _family), the trace
+        of their family: every size of 2 or more a symbol, and each ctx number equal to one of them
+        that symbol too."""
         import jax
         from jax.extend.core import Literal
 
         fn = self.functions[name]
-
-        def traced(fields, *V):
-            return fn(Ctx({**fields, **static}), *V)
-
-        specs = ({k: jax.ShapeDtypeStruct(s, d) for k, (s, d) in arrays.items()},
-                 *(jax.ShapeDtypeStruct(s, d) for s, d in directions))
+        undecided: list[tuple] = []
         try:
+            shapes, numbers, turns = _symbolic(arrays, static, directions, sizes) if sizes else (
+                {k: s for k, (s, _) in arrays.items()}, static, [s for s, _ in directions])
+
+            def traced(fields, *V):
+                return fn(Ctx({**fields, **numbers}), *V)
+
+            specs = ({k: jax.ShapeDtypeStruct(shapes[k], d) for k, (_, d) in arrays.items()},
+                     *(jax.ShapeDtypeStruct(s, d) for s, (_, d) in zip(turns, directions)))
             # Without jit, the jitted jax.numpy functions it calls are traced inline rather than each
             # as a program of its own, whose bookkeeping costs more than the tracing (a sweep of
             # random shapes traces every function at every draw). The trace computes the same.
-            with jax.disable_jit():
+            scope = next((d.scope for s in shapes.values() for d in s if hasattr(d, "scope")), None)
+            with jax.disable_jit(), _equalities(undecided if sizes else None, scope):
                 closed, out = jax.make_jaxpr(traced, return_shape=True)(*specs)
                 # A function of its own: make_jaxpr would hand back its cached trace of `traced`.
                 again = jax.make_jaxpr(lambda *a: traced(*a))(*specs) if name not in self.checked else closed
@@ -218,15 +267,19 @@ class Traced:
             return None  # not one array (a tuple, a Python number): the call reports it as it is
         # The trace's inputs are the ctx fields in the order JAX flattens a dict: its keys sorted.
         order = jax.tree_util.tree_leaves({k: k for k in arrays})
-        found = Trace(closed.jaxpr, list(closed.consts), order, tuple(out.shape), np.dtype(out.dtype))
-        if name not in self.confirmed:
-            if not self._confirm(name, found, arrays, static, directions):
+        # One equality of each kind is enough to look at: JAX asks the same ones many times.
+        found = Trace(closed.jaxpr, list(closed.consts), order, tuple(out.shape), np.dtype(out.dtype),
+                      list({(str(a), str(b)): (a, b) for a, b in undecided}.values()))
+        # A family's trace is confirmed at a member it stands for (another is traced on its own).
+        if name not in self.confirmed and (sizes is None or found.holds(sizes)):
+            if not self._confirm(name, found, arrays, static, directions, sizes):
                 self.impure.add(name)
                 return None
             self.confirmed.add(name)
         return found
 
-    def _confirm(self, name: str, found: Trace, arrays: dict[str, Spec], static: dict, directions: tuple) -> bool:
+    def _confirm(self, name: str, found: Trace, arrays: dict[str, Spec], static: dict, directions: tuple,
+                 sizes: dict[str, int] | None) -> bool:
         """Whether the function called as it is, on a read-only ctx of values in [0.5, 1.5] (no
         square root or log of a negative), gives what its trace gives on them. A tracer is no NumPy
         array: code that writes into an array in place (ctx's own, which a call refuses) or reads one
@@ -236,8 +289,10 @@ class Traced:
         V = [rng.uniform(0.5, 1.5, s).astype(d) for s, d in directions]
         try:
             with np.errstate(all="ignore"):
-                called = self.functions[name](Ctx({**fields, **static}), *V)
-                (traced,) = evaluate(found.jaxpr, found.consts, [fields[f] for f in found.fields] + V)
+                called = _staged(self.functions[name], Ctx({**fields, **static}), V)
+                if called is None:
+                    called = self.functions[name](Ctx({**fields, **static}), *V)
+                (traced,) = evaluate(found.jaxpr, found.consts, [fields[f] for f in found.fields] + V, sizes)
             called = np.asarray(called)
         except Exception:  # noqa: BLE001 - raised when called: then it is called on every draw, and says so
             return False
@@ -280,10 +335,12 @@ class Traced:
             values = vars(ctx)
             arrays = {k: (v.shape, v.dtype) for k, v in values.items() if isinstance(v, np.ndarray)}
             static = {k: v for k, v in values.items() if k not in arrays}
-            trace = self.trace(name, arrays, static, tuple((V.shape, V.dtype) for V in directions))
+            turns = tuple((V.shape, V.dtype) for V in directions)
+            trace, sizes = self.generic(name, arrays, static, turns) or (self.trace(name, arrays, static, turns), None)
             if trace is not None:
                 try:
-                    (value,) = evaluate(trace.jaxpr, trace.consts, [values[f] for f in trace.fields] + list(directions))
+                    (value,) = evaluate(trace.jaxpr, trace.consts, [values[f] for f in trace.fields] + list(directions),
+                                        sizes)
                     return value
                 except Exception:  # the evaluator's failure, not the function's: the function decides
                     pass
@@ -291,6 +348,124 @@ class Traced:
             return fn(ctx, *directions)
 
         return hosted
+
+
+def _staged(fn: Callable, ctx: Ctx, V: list) -> np.ndarray | None:
+    """What calling `fn` on this ctx gives, its NumPy operations run as they are (on NumPy arrays:
+    in place, aliased) and its JAX operations staged, as a trace stages them, and evaluated here;
+    None where the call cannot be staged (it reads a JAX value, or returns no one array).
+
+    Called eagerly instead, each JAX operation would be compiled for this call alone: about 0.15 s a
+    function of the seed network, as much as tracing and evaluating it on a whole default sweep."""
+    import jax
+
+    try:
+        with jax.disable_jit():
+            closed = jax.make_jaxpr(lambda: fn(ctx, *V))()
+        values = evaluate(closed.jaxpr, closed.consts, [])
+    except Exception:  # noqa: BLE001 - a call that reads a value or fails: then it is called as it is
+        return None
+    return values[0] if len(values) == 1 else None
+
+
+# --- families of shapes: one trace for every shape alike but for its sizes --------------------------
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _family(name: str, arrays: dict[str, Spec], static: dict, directions: tuple) -> tuple[tuple, dict[str, int]] | None:
+    """The family of these shapes, as a key, and the size each of its symbols has here; None where
+    there is none (no size of 2 or more, a ctx number that is no plain value).
+
+    Every distinct size of 2 or more is a symbol (s0, s1, ... in the order the arrays meet them), a
+    ctx number equal to one of them is that symbol, and 0 and 1 stay numbers. Shapes are of one
+    family when the same axes and ctx numbers are the same symbol and the rest is equal: a random
+    sweep's draws fall into a handful of families (most in the one where every size differs and
+    none is 1), where each would be a shape of its own."""
+    symbols: dict[int, str] = {}
+
+    def axes(shape: tuple) -> tuple:
+        return tuple(symbols.setdefault(int(n), f"s{len(symbols)}") if n >= 2 else int(n) for n in shape)
+
+    fields = tuple((k, axes(s), np.dtype(d).str) for k, (s, d) in arrays.items())
+    turns = tuple((axes(s), np.dtype(d).str) for s, d in directions)
+    if not symbols:
+        return None
+    numbers = tuple((k, ("size", symbols[int(v)]) if _is_size(v) and int(v) in symbols else ("value", v))
+                    for k, v in static.items())
+    key = (name, fields, turns, numbers)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key, {symbol: n for n, symbol in symbols.items()}
+
+
+def _symbolic(arrays: dict[str, Spec], static: dict, directions: tuple,
+              sizes: dict[str, int]) -> tuple[dict, dict, list]:
+    """The shapes of the arrays, the ctx numbers and the directions' shapes of a family (_family),
+    its symbols JAX's symbolic sizes, each known to be 2 or more."""
+    import jax
+
+    names = list(sizes)
+    dims = jax.export.symbolic_shape(", ".join(names), constraints=[f"{n} >= 2" for n in names])
+    of = {sizes[n]: d for n, d in zip(names, dims)}
+
+    def shape(s: tuple) -> tuple:
+        return tuple(of[int(n)] if n >= 2 else int(n) for n in s)
+
+    numbers = {k: of[int(v)] if _is_size(v) and int(v) in of else v for k, v in static.items()}
+    return {k: shape(s) for k, (s, _) in arrays.items()}, numbers, [shape(s) for s, _ in directions]
+
+
+@functools.cache
+def _dimension_class() -> type | None:
+    """JAX's class of symbolic sizes where it has what a family trace needs (symbolic shapes, their
+    evaluation and their equality); None otherwise, and then every shape is traced on its own."""
+    try:
+        import jax
+
+        cls = type(jax.export.symbolic_shape("a")[0])
+    except Exception:  # noqa: BLE001 - a JAX without symbolic shapes
+        return None
+    needs = callable(getattr(cls, "_evaluate", None)) and "__eq__" in vars(cls) and hasattr(cls, "scope")
+    return cls if needs else None
+
+
+@contextmanager
+def _equalities(record: list | None, scope: Any = None):
+    """Notes in `record` each equality of `scope`'s symbolic sizes taken as false while in this block
+    (sizes of other scopes are those JAX's caches hold from earlier traces).
+
+    JAX cannot always tell whether two symbolic sizes are equal (is s0 equal to 3? to s1 - 1?) and then
+    answers false, its documented unsound choice: a trace made so holds only where that is so. A
+    function with `if ctx.N == 3` traces to its other branch; so does JAX's own broadcasting when a
+    size is 1. Each noted pair is checked against a member's sizes before the trace stands for it
+    (Trace.holds)."""
+    cls = _dimension_class()
+    if record is None or cls is None:
+        yield
+        return
+    original = cls.__eq__
+
+    def __eq__(self, other):
+        equal = original(self, other)
+        if not equal and self.scope is scope and (_is_size(other) or getattr(other, "scope", None) is scope):
+            record.append((self, other))
+        return equal
+
+    cls.__eq__ = __eq__
+    try:
+        yield
+    finally:
+        cls.__eq__ = original
+
+
+def _size(value: Any, sizes: dict[str, int]) -> int:
+    at = getattr(value, "_evaluate", None)
+    return int(at(sizes)) if at is not None else int(value)
 
 
 def _key(name: str, arrays: dict[str, Spec], static: dict, directions: tuple) -> tuple | None:

@@ -5,6 +5,8 @@ is, a function that is not the same on every call)."""
 
 from __future__ import annotations
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,6 +106,13 @@ def _primitives():
         (lambda x: (x.max(0), x.min(1), x.prod(0), jnp.any(x > 1), jax.nn.sigmoid(x), jnp.tanh(x)), (x,)),
         (lambda x: (jnp.sort(x, axis=0), jax.scipy.special.erf(x)), (x,)),
         (lambda x, y: (x.astype(jnp.bfloat16) @ y.astype(jnp.bfloat16)).sum(0), (x, y)),
+        # Indexing: gather, with static and array indices, clamped and filled out of bounds.
+        (lambda x: (x[0], x[:, 1], x[-1, 2], x[jnp.array([4, 0, 2])], x[::2, jnp.array([3, 1])]), (x,)),
+        (lambda x, i: (x[jnp.arange(2), i[:, 0] % 4], x[i[1] % 5], jnp.take_along_axis(x, jnp.tile(i[:1] % 4, (5, 1)), axis=1)), (x, i)),
+        (lambda b, i: (b[:, i[0] % 5], b[1, :, i % 4], b[..., 0]), (b, i)),
+        (lambda x: (x.at[jnp.array([7, -9, 1])].get(mode="fill", fill_value=-1.0), x.at[jnp.array([7, 2])].get(mode="clip"),
+                    x.at[jnp.array([[5, 1]])].get(mode="fill")), (x,)),
+        (lambda i: i.at[jnp.array([3, 0])].get(mode="fill"), (i,)),
     ]
 
 
@@ -372,3 +381,97 @@ def test_on_an_accelerator_the_users_function_runs_only_inside_check_call(monkey
         result = sweep_with(eng, loaded)
     assert result.engine.on_device == {"grad_beta"} and result.tallies["grad_beta"].failures == 0
     assert inside and all(inside), inside
+
+
+def _shaped(N: int, p: int, seed: int = 0) -> Ctx:
+    rng = np.random.default_rng(seed)
+    return Ctx({"X": rng.standard_normal((N, p)), "w": rng.standard_normal((p,)), "N": N, "p": p, "ddof": 0})
+
+
+def test_a_sweep_of_many_shapes_traces_each_function_once_for_each_family_of_shapes():
+    """Sizes of 2 or more are symbols: every shape where they all differ is one family, traced once,
+    and the trace's value at each shape is the function's."""
+    def f(ctx):
+        Xc = ctx.X - jnp.mean(ctx.X, axis=0)
+        return jnp.eye(ctx.p)[0] + (Xc * ctx.w).T @ jnp.ones(ctx.N) / (ctx.N - ctx.ddof) + jnp.arange(ctx.p)
+
+    traced = Traced.of({"f": f})
+    hosted = traced.hosted()["f"]
+    shapes = [(N, p) for N in (2, 3, 5, 8, 13) for p in (1, 2, 4, 7)]
+    for N, p in shapes:
+        ctx = _shaped(N, p)
+        Xc = ctx.X - ctx.X.mean(axis=0)
+        want = np.eye(p)[0] + (Xc * ctx.w).sum(axis=0) / N + np.arange(p)
+        np.testing.assert_allclose(hosted(ctx), want, rtol=1e-13, atol=1e-13, err_msg=f"N={N} p={p}")
+    assert not traced.eager and not traced.impure
+    # Families: N and p distinct and >= 2; p = 1; N = p (2, 4); each traced once, no shape on its own.
+    assert len(traced.families) == 3 and not traced.traces
+
+
+@pytest.mark.parametrize("branch", ["ctx.N == 5", "ctx.X.shape[0] == 2 * ctx.X.shape[1]", "ctx.p != 3"])
+def test_a_branch_on_an_equality_of_sizes_is_followed_at_the_shapes_where_it_holds(branch):
+    """JAX takes an equality of symbolic sizes it cannot decide as false: the family's trace holds
+    the other branch. Where the equality holds the shape is traced on its own, and takes its branch."""
+    scope_: dict = {"jnp": jnp}
+    exec(f"def f(ctx):\n    return 2 * jnp.asarray(ctx.w) if {branch} else 3 * jnp.asarray(ctx.w)\n", scope_)
+    f = scope_["f"]
+    traced = Traced.of({"f": f})
+    hosted = traced.hosted()["f"]
+    for N, p in [(7, 3), (5, 4), (6, 3), (10, 5), (9, 4), (5, 2)]:
+        ctx = _shaped(N, p)
+        with scope("cpu"):
+            want = np.asarray(f(ctx))
+        np.testing.assert_allclose(hosted(ctx), want, rtol=0, atol=0, err_msg=f"{branch} at N={N} p={p}")
+    assert traced.traces, "no shape was traced on its own"
+    assert not traced.eager
+
+
+def test_a_function_that_needs_its_sizes_as_numbers_is_traced_at_each_shape():
+    """`range(ctx.N)` and `int(...)` need a number: the family trace fails and each shape is traced."""
+    def f(ctx):
+        return sum(jnp.asarray(ctx.X)[i] for i in range(ctx.N)) * ctx.w
+
+    traced = Traced.of({"f": f})
+    hosted = traced.hosted()["f"]
+    for N, p in [(3, 2), (4, 5), (6, 3)]:
+        ctx = _shaped(N, p)
+        np.testing.assert_allclose(hosted(ctx), ctx.X.sum(0) * ctx.w, rtol=1e-13)
+    assert set(traced.families.values()) == {None} and len(traced.traces) == 3 and not traced.eager
+    # JAX's equality of symbolic sizes is its own again once a trace is done, failed or not.
+    dim = jax.export.symbolic_shape("a")[0]
+    assert type(dim).__eq__ is vars(type(dim))["__eq__"] and "_equalities" not in repr(type(dim).__eq__)
+
+
+@pytest.mark.parametrize("sizes", [{"a": 2, "b": 3}, {"a": 7, "b": 4}])
+def test_a_symbolic_trace_evaluated_at_given_sizes_gives_what_jax_gives_at_that_shape(sizes):
+    a, b = jax.export.symbolic_shape("a, b")
+
+    def fn(x):  # iota, broadcast, reshape, a size as a value, pad, slice: sizes in shapes and parameters
+        y = jnp.reshape(x.T, (-1,)) * x.shape[0] + jnp.arange(x.shape[1] * x.shape[0])
+        z = jnp.pad(jnp.broadcast_to(x[:, :1], x.shape), ((0, 1), (1, 0)))
+        return y.sum() + z[1:, :-1] / x.shape[1] + jnp.eye(x.shape[0], x.shape[1])
+
+    x = np.random.default_rng(2).standard_normal((sizes["a"], sizes["b"]))
+    closed = jax.make_jaxpr(fn)(jax.ShapeDtypeStruct((a, b), jnp.float64))
+    (got,) = evaluate(closed.jaxpr, closed.consts, [x], sizes)
+    with scope("cpu"):
+        np.testing.assert_allclose(got, np.asarray(jax.jit(fn)(x)), rtol=1e-13)
+
+
+def test_tracing_and_confirming_a_function_over_many_shapes_compiles_nothing(caplog):
+    """Eager jax.numpy compiles each operation at each new shape (about 0.15 s a function of the seed
+    network, per shape). Neither the traces nor the check of the first one against a call of the
+    function compile: the call's JAX operations are staged and evaluated like a trace."""
+    def f(ctx):
+        Z = jnp.einsum("ij,j->ij", ctx.X, ctx.w) - jnp.mean(ctx.X, axis=0)
+        return jnp.einsum("ij,ij->j", Z, ctx.X) / ctx.N + jnp.kron(jnp.eye(ctx.p), jnp.ones((1, 1)))[0]
+
+    traced = Traced.of({"f": f})
+    hosted = traced.hosted()["f"]
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax"):
+        for N, p in [(5, 3), (9, 4), (3, 3), (6, 1), (4, 2)]:
+            ctx = _shaped(N, p)
+            Z = ctx.X * ctx.w - ctx.X.mean(axis=0)
+            np.testing.assert_allclose(hosted(ctx), (Z * ctx.X).sum(axis=0) / N + np.eye(p)[0], rtol=1e-13)
+    assert traced.confirmed == {"f"} and not traced.eager and not traced.impure
+    assert not [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
