@@ -16,7 +16,8 @@ Both give δ⁽ᴸ⁺¹⁾ = ∂R/∂z⁽ᴸ⁺¹⁾ = (ŷ − Y)/M, where seed 
 
 The forward takes 0/1 masks over the examples (M) and the units of each layer so that draws of many
 sizes share one compile: padded examples are left out of R and of M, padded units have zero weights
-in and out (so nothing real sees f(0)), and padded logits are pushed to −1e30 before the softmax.
+in and out (so nothing real sees f(0)), and padded logits are set to half the dtype's lowest number
+before the softmax.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from __future__ import annotations
 SUMMARY = "L affine layers z(l+1) = W(l) a(l) + b(l), one example per column, MSE or softmax loss (seed 003)."
 OPTIONS = ("activation", "layers", "loss")
 _SUPERSCRIPT = str.maketrans("0123456789+-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻")
-# A padded logit this far below the real ones gets exactly zero probability, in float32 as well.
-_MASKED_LOGIT = 1e30
 
 
 def DIMS(options):
@@ -86,7 +85,8 @@ def forward(X, Y, *, options, masks, **weights):
         yhat = z
         R = (cols * (yhat - Y) ** 2).sum() / (2 * M)
     else:
-        logits = z - _MASKED_LOGIT * (1 - masks[f"n{L + 1}"])[:, None]
+        # Set, not subtracted: a constant such as 1e30 is inf in float16, and inf times a mask's 0 is NaN.
+        logits = jnp.where(masks[f"n{L + 1}"][:, None] > 0, z, jnp.finfo(z.dtype).min / 2)
         logp = logits - logits.max(axis=0)[None, :]
         logp = logp - jnp.log(jnp.exp(logp).sum(axis=0))[None, :]
         yhat = jnp.exp(logp)

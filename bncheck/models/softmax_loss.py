@@ -9,7 +9,8 @@ uniformly by `sample`; forward turns them into indices. The softmax is computed 
 maximum, held constant (the loss does not depend on it), so that no exp overflows.
 
 The forward takes 0/1 masks over N and C: padded rows are left out of the mean and of N, and padded
-scores are pushed to −1e30 before the softmax, so they get a probability of exactly zero.
+scores are set to half the dtype's lowest number before the softmax, so they get a probability of
+exactly zero.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ OUTPUTS = {
 CHECKS = ("grad_x",)
 DERIVATIONS = {"closed-form": "bncheck.derivations.softmax_loss_closed_form"}
 DEFAULT_DERIVATION = "closed-form"
-# A padded score this far below the real ones gets exactly zero probability, in float32 as well.
-_MASKED_SCORE = 1e30
 
 
 def inputs(d):
@@ -45,7 +44,8 @@ def forward(x, y, *, masks):
     import jax
     import jax.numpy as jnp
 
-    scores = x - _MASKED_SCORE * (1 - masks["C"])[None, :]
+    # Set, not subtracted: a constant such as 1e30 is inf in float16, and inf times a mask's 0 is NaN.
+    scores = jnp.where(masks["C"][None, :] > 0, x, jnp.finfo(x.dtype).min / 2)
     shifted = scores - jax.lax.stop_gradient(scores.max(axis=1))[:, None]
     logp = shifted - jnp.log(jnp.exp(shifted).sum(axis=1))[:, None]
     label = y.astype(jnp.int32)[:, None] == jnp.arange(x.shape[1])[None, :]
