@@ -10,6 +10,7 @@ is of atol + rtol max|ref| alone, an upper bound. Usage:
     python bench/tolerances.py --trials 2000 --ddof 1 --eps 0 --activation tanh
     python bench/tolerances.py --model mlp --loss xent --layers 4 --dtype float32 --trials 100000
     python bench/tolerances.py --dtype bfloat16 --dtype float16 --trials 10000
+    python bench/tolerances.py --model softmax-loss --dtype float16 --trials 10000   # its default built-in
 """
 
 from __future__ import annotations
@@ -29,9 +30,14 @@ from bncheck.sweep import run_sweep
 BANDS = ((2, 2), (3, 4), (5, 16), (17, 10**9))
 
 
+def _batch(dims: dict[str, int]) -> int:
+    """The size the error bands are by: the batch (N, or M for the MLP), else the model's first size."""
+    return dims.get("N", dims.get("M", next(iter(dims.values()))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("derivation", nargs="?", default="closed-form")
+    parser.add_argument("derivation", nargs="?", default=None, help="a file or built-in; the model's default built-in")
     parser.add_argument("--trials", type=int, default=10000)
     parser.add_argument("--dtype", action="append", choices=DTYPES)
     parser.add_argument("--activation", default="relu")
@@ -56,10 +62,10 @@ def main() -> None:
         def note(check, draw, result) -> None:
             if result.problem is None:
                 used = result.abs_err / result.allowed if result.allowed > 0 else float(result.abs_err > 0)
-                judged.setdefault(check.name, []).append((result.rel_err, used, draw.dims.get("N", draw.dims.get("M")), draw.case_id(dtype)))
+                judged.setdefault(check.name, []).append((result.rel_err, used, _batch(draw.dims), draw.case_id(dtype)))
 
         with scope(settings.device):
-            result = run_sweep(Engine(model, settings), load_derivation(args.derivation, model), on_compared=note)
+            result = run_sweep(Engine(model, settings), load_derivation(args.derivation or model.default_derivation, model), on_compared=note)
         tol = TOLERANCES[dtype]
         print(f"\n{dtype}: {args.model} {', '.join(f'{k} {v}' for k, v in settings.model_options(model).items())}; {args.trials} draws, {result.redrawn} redrawn off a relu kink; "
               f"default rtol {tol.rtol:g}, atol {tol.atol:g}")
