@@ -251,7 +251,7 @@ class Traced:
             # Without jit, the jitted jax.numpy functions it calls are traced inline rather than each
             # as a program of its own, whose bookkeeping costs more than the tracing (a sweep of
             # random shapes traces every function at every draw). The trace computes the same.
-            scope = next((d.scope for s in shapes.values() for d in s if hasattr(d, "scope")), None)
+            scope = next((d.scope for s in [*shapes.values(), *turns] for d in s if hasattr(d, "scope")), None)
             with jax.disable_jit(), _equalities(undecided if sizes else None, scope):
                 closed, out = jax.make_jaxpr(traced, return_shape=True)(*specs)
                 # A function of its own: make_jaxpr would hand back its cached trace of `traced`.

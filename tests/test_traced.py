@@ -475,3 +475,18 @@ def test_tracing_and_confirming_a_function_over_many_shapes_compiles_nothing(cap
             np.testing.assert_allclose(hosted(ctx), (Z * ctx.X).sum(axis=0) / N + np.eye(p)[0], rtol=1e-13)
     assert traced.confirmed == {"f"} and not traced.eager and not traced.impure
     assert not [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+
+
+def test_a_branch_on_a_directions_size_is_followed_where_only_the_direction_has_sizes():
+    """The symbols may come from a JVP direction alone (every ctx array of size 1): the equalities
+    JAX takes as false about them are noted as about any other."""
+    def f(ctx, V):
+        return jnp.asarray(V) * (2.0 if V.shape[0] == 3 else 3.0) + ctx.b
+
+    traced = Traced.of({"f": f})
+    hosted = traced.hosted()["f"]
+    ctx = Ctx({"b": np.ones(1)})
+    for n in (2, 3, 4, 3):
+        V = np.arange(float(n))
+        np.testing.assert_allclose(hosted(ctx, V), V * (2.0 if n == 3 else 3.0) + 1.0, rtol=0, err_msg=f"n={n}")
+    assert traced.families and not traced.eager
