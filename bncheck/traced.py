@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import types
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -238,7 +239,7 @@ class Traced:
         from jax.extend.core import Literal
 
         fn = self.functions[name]
-        undecided: list[tuple] = []
+        decisions = _Decisions()
         try:
             shapes, numbers, turns = _symbolic(arrays, static, directions, sizes) if sizes else (
                 {k: s for k, (s, _) in arrays.items()}, static, [s for s, _ in directions])
@@ -252,7 +253,7 @@ class Traced:
             # as a program of its own, whose bookkeeping costs more than the tracing (a sweep of
             # random shapes traces every function at every draw). The trace computes the same.
             scope = next((d.scope for s in [*shapes.values(), *turns] for d in s if hasattr(d, "scope")), None)
-            with jax.disable_jit(), _equalities(undecided if sizes else None, scope):
+            with jax.disable_jit(), _equalities(decisions if sizes else None, scope):
                 closed, out = jax.make_jaxpr(traced, return_shape=True)(*specs)
                 # A function of its own: make_jaxpr would hand back its cached trace of `traced`.
                 again = jax.make_jaxpr(lambda *a: traced(*a))(*specs) if name not in self.checked else closed
@@ -265,11 +266,13 @@ class Traced:
                 return None
         if not isinstance(out, jax.ShapeDtypeStruct) or any(isinstance(v, Literal) for v in closed.jaxpr.outvars):
             return None  # not one array (a tuple, a Python number): the call reports it as it is
+        if decisions.hashed:
+            return None  # a size looked up by hash: which entry it met no equality tells (_equalities)
         # The trace's inputs are the ctx fields in the order JAX flattens a dict: its keys sorted.
         order = jax.tree_util.tree_leaves({k: k for k in arrays})
         # One equality of each kind is enough to look at: JAX asks the same ones many times.
         found = Trace(closed.jaxpr, list(closed.consts), order, tuple(out.shape), np.dtype(out.dtype),
-                      list({(str(a), str(b)): (a, b) for a, b in undecided}.values()))
+                      list({(str(a), str(b)): (a, b) for a, b in decisions.unequal}.values()))
         # A family's trace is confirmed at a member it stands for (another is traced on its own).
         if name not in self.confirmed and (sizes is None or found.holds(sizes)):
             if not self._confirm(name, found, arrays, static, directions, sizes):
@@ -430,42 +433,77 @@ def _dimension_class() -> type | None:
         cls = type(jax.export.symbolic_shape("a")[0])
     except Exception:  # noqa: BLE001 - a JAX without symbolic shapes
         return None
-    needs = callable(getattr(cls, "_evaluate", None)) and "__eq__" in vars(cls) and hasattr(cls, "scope")
+    needs = (callable(getattr(cls, "_evaluate", None)) and "__eq__" in vars(cls) and "__hash__" in vars(cls)
+             and "__bool__" not in vars(cls) and hasattr(cls, "scope"))
     return cls if needs else None
 
 
+@dataclass
+class _Decisions:
+    """What was decided about a family trace's symbolic sizes while tracing (_equalities): the
+    equalities taken as false, each a pair, and whether the user's code hashed a size."""
+
+    unequal: list[tuple] = field(default_factory=list)
+    hashed: bool = False
+
+
 @contextmanager
-def _equalities(record: list | None, scope: Any = None):
-    """Notes in `record` each equality of `scope`'s symbolic sizes taken as false while in this block
-    (sizes of other scopes are those JAX's caches hold from earlier traces).
+def _equalities(decisions: _Decisions | None, scope: Any = None):
+    """Notes in `decisions` each equality of `scope`'s symbolic sizes taken as false while in this
+    block (sizes of other scopes are those JAX's caches hold from earlier traces), and whether the
+    user's code hashed one.
 
     JAX cannot always tell whether two symbolic sizes are equal (is s0 equal to 3? to s1 - 1?) and then
     answers false, its documented unsound choice: a trace made so holds only where that is so. A
     function with `if ctx.N == 3` traces to its other branch; so does JAX's own broadcasting when a
-    size is 1. Each noted pair is checked against a member's sizes before the trace stands for it
-    (Trace.holds)."""
+    size is 1. A size used as a truth value (`if ctx.N % 2:`) is true, as for any object: that is
+    `ctx.N % 2 == 0` taken as false. Each noted pair is checked against a member's sizes before the
+    trace stands for it (Trace.holds). A size looked up in a set or a dict (`ctx.N in {2, 3}`) is
+    compared only where its hash matches, so no equality is seen: a family trace of code that hashes
+    one is not used."""
     cls = _dimension_class()
-    if record is None or cls is None:
+    if decisions is None or cls is None:
         yield
         return
-    original = cls.__eq__
+    eq, hash_ = cls.__eq__, cls.__hash__
 
     def __eq__(self, other):
-        equal = original(self, other)
-        if not equal and self.scope is scope and (_is_size(other) or getattr(other, "scope", None) is scope):
-            record.append((self, other))
+        equal = eq(self, other)
+        if not equal and self.scope is scope and (_is_number(other) or getattr(other, "scope", None) is scope):
+            decisions.unequal.append((self, other))
         return equal
 
-    cls.__eq__ = __eq__
+    def __bool__(self):
+        if self.scope is scope:
+            decisions.unequal.append((self, 0))
+        return True
+
+    def __hash__(self):
+        if self.scope is scope and not _library_frame(sys._getframe(1)):
+            decisions.hashed = True
+        return hash_(self)
+
+    cls.__eq__, cls.__bool__, cls.__hash__ = __eq__, __bool__, __hash__
     try:
         yield
     finally:
-        cls.__eq__ = original
+        cls.__eq__, cls.__hash__ = eq, hash_
+        del cls.__bool__
 
 
-def _size(value: Any, sizes: dict[str, int]) -> int:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating))
+
+
+def _library_frame(frame: types.FrameType) -> bool:
+    """Whether `frame` runs code of a library's or of bncheck's (JAX hashes sizes for its caches)."""
+    module = frame.f_globals.get("__name__", "")
+    return isinstance(module, str) and module.split(".")[0] in (*LIBRARIES, "bncheck")
+
+
+def _size(value: Any, sizes: dict[str, int]) -> int | float:
     at = getattr(value, "_evaluate", None)
-    return int(at(sizes)) if at is not None else int(value)
+    return int(at(sizes)) if at is not None else value
 
 
 def _key(name: str, arrays: dict[str, Spec], static: dict, directions: tuple) -> tuple | None:
