@@ -266,8 +266,8 @@ class Traced:
                 return None
         if not isinstance(out, jax.ShapeDtypeStruct) or any(isinstance(v, Literal) for v in closed.jaxpr.outvars):
             return None  # not one array (a tuple, a Python number): the call reports it as it is
-        if decisions.hashed:
-            return None  # a size looked up by hash: which entry it met no equality tells (_equalities)
+        if decisions.read:
+            return None  # a size hashed or formatted by the user's code: no equality tells (_equalities)
         # The trace's inputs are the ctx fields in the order JAX flattens a dict: its keys sorted.
         order = jax.tree_util.tree_leaves({k: k for k in arrays})
         # One equality of each kind is enough to look at: JAX asks the same ones many times.
@@ -433,43 +433,44 @@ def _dimension_class() -> type | None:
         cls = type(jax.export.symbolic_shape("a")[0])
     except Exception:  # noqa: BLE001 - a JAX without symbolic shapes
         return None
-    needs = (callable(getattr(cls, "_evaluate", None)) and "__eq__" in vars(cls) and "__hash__" in vars(cls)
-             and "__bool__" not in vars(cls) and hasattr(cls, "scope"))
+    needs = (callable(getattr(cls, "_evaluate", None)) and hasattr(cls, "scope") and "__bool__" not in vars(cls)
+             and all(name in vars(cls) for name in ("__eq__", "__hash__", "__str__", "__repr__")))
     return cls if needs else None
 
 
 @dataclass
 class _Decisions:
     """What was decided about a family trace's symbolic sizes while tracing (_equalities): the
-    equalities taken as false, each a pair, and whether the user's code hashed a size."""
+    equalities taken as false, each a pair, and whether the user's code read a size otherwise (its
+    hash, its text), where no equality shows what it was told."""
 
     unequal: list[tuple] = field(default_factory=list)
-    hashed: bool = False
+    read: bool = False
 
 
 @contextmanager
 def _equalities(decisions: _Decisions | None, scope: Any = None):
     """Notes in `decisions` each equality of `scope`'s symbolic sizes taken as false while in this
     block (sizes of other scopes are those JAX's caches hold from earlier traces), and whether the
-    user's code hashed one.
+    user's code read one by its hash or its text.
 
-    JAX cannot always tell whether two symbolic sizes are equal (is s0 equal to 3? to s1 - 1?) and then
-    answers false, its documented unsound choice: a trace made so holds only where that is so. A
-    function with `if ctx.N == 3` traces to its other branch; so does JAX's own broadcasting when a
-    size is 1. A size used as a truth value (`if ctx.N % 2:`) is true, as for any object: that is
-    `ctx.N % 2 == 0` taken as false. Each noted pair is checked against a member's sizes before the
-    trace stands for it (Trace.holds). A size looked up in a set or a dict (`ctx.N in {2, 3}`) is
-    compared only where its hash matches, so no equality is seen: a family trace of code that hashes
-    one is not used."""
+    JAX cannot always tell whether a symbolic size equals something (is s0 equal to 3? to s1 - 1? to
+    jnp.int32(3)?) and then answers false, its documented unsound choice: a trace made so holds only
+    where that is so. A function with `if ctx.N == 3` traces to its other branch; so does JAX's own
+    broadcasting when a size is 1. A size used as a truth value (`if ctx.N % 2:`) is true, as for any
+    object: that is `ctx.N % 2 == 0` taken as false. Each noted pair is checked against a member's
+    sizes before the trace stands for it (Trace.holds). A size looked up in a set or a dict (`ctx.N in
+    {2, 3}`) is compared only where its hash matches, and its text is its symbol's name ("s0"): no
+    equality is seen, and a family trace of user code that hashes or formats one is not used."""
     cls = _dimension_class()
     if decisions is None or cls is None:
         yield
         return
-    eq, hash_ = cls.__eq__, cls.__hash__
+    original = {name: vars(cls)[name] for name in ("__eq__", "__hash__", "__str__", "__repr__")}
 
     def __eq__(self, other):
-        equal = eq(self, other)
-        if not equal and self.scope is scope and (_is_number(other) or getattr(other, "scope", None) is scope):
+        equal = original["__eq__"](self, other)
+        if not equal and self.scope is scope and getattr(other, "scope", scope) is scope:
             decisions.unequal.append((self, other))
         return equal
 
@@ -478,21 +479,23 @@ def _equalities(decisions: _Decisions | None, scope: Any = None):
             decisions.unequal.append((self, 0))
         return True
 
-    def __hash__(self):
-        if self.scope is scope and not _library_frame(sys._getframe(1)):
-            decisions.hashed = True
-        return hash_(self)
+    def read(name: str) -> Callable:
+        def reader(self):
+            if self.scope is scope and not _library_frame(sys._getframe(1)):
+                decisions.read = True
+            return original[name](self)
 
-    cls.__eq__, cls.__bool__, cls.__hash__ = __eq__, __bool__, __hash__
+        return reader
+
+    for name in ("__hash__", "__str__", "__repr__"):
+        setattr(cls, name, read(name))
+    cls.__eq__, cls.__bool__ = __eq__, __bool__
     try:
         yield
     finally:
-        cls.__eq__, cls.__hash__ = eq, hash_
+        for name, method in original.items():
+            setattr(cls, name, method)
         del cls.__bool__
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating))
 
 
 def _library_frame(frame: types.FrameType) -> bool:
