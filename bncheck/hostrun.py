@@ -219,7 +219,7 @@ _RULES: dict[str, Callable] = {
     "argmin": _argmax(np.argmin),
     "copy": np.array,
     "copy_p": np.array,
-    "dim_as_value": lambda *, dim: np.asarray(dim),  # a symbolic size as a number: given by _sized
+    "dim_as_value": lambda *, dim: np.asarray(dim),  # a symbolic size as a number: given by sized
 }
 # Call-like primitives whose body is evaluated here in turn, and where each keeps it.
 _BODIES = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr", "core_call": "call_jaxpr",
@@ -261,9 +261,9 @@ def _runner(eqn) -> tuple[Callable[[list, dict], list], bool]:
             return [accumulate(x, axis=axis)]
 
         return accumulated, True
-    batched = name == "gather" and (getattr(eqn.params["dimension_numbers"], "operand_batching_dims", ())
-                                    or getattr(eqn.params["mode"], "name", "") not in _GATHER_MODES)
-    if name in _RULES and not batched:
+    to_jax = name == "gather" and (getattr(eqn.params["dimension_numbers"], "operand_batching_dims", ())
+                                   or getattr(eqn.params["mode"], "name", "") not in _GATHER_MODES)
+    if name in _RULES and not to_jax:
         rule = _RULES[name]
         return (lambda values, params: [rule(*values, **params)]), True
     if name in _IDENTITY:
@@ -288,21 +288,26 @@ def _bound(eqn, params: dict, values: list) -> list:
     return [np.asarray(v) for v in jax.device_get(out)]
 
 
-def _sized(value: Any, sizes: dict[str, int], memo: dict[int, int]) -> Any:
-    """`value` (a shape, an equation's parameter) with each symbolic dimension in it replaced by its
-    size: JAX's symbolic dimensions evaluate themselves given their symbols' values (slowly: `memo`
-    keeps each one's size for the call, by id, as one dimension is met in many shapes)."""
+def _dimension(value: Any) -> bool:
+    """Whether `value` is one of JAX's symbolic dimensions (which evaluate themselves)."""
+    return hasattr(value, "_evaluate") and not isinstance(value, np.ndarray)
+
+
+def sized(value: Any, sizes: dict[str, int], memo: dict[int, int] | None = None) -> Any:
+    """`value` (a shape, an equation's parameter, a size) with each symbolic dimension in it replaced
+    by its size given each symbol's value in `sizes`. JAX evaluates a dimension slowly: `memo` keeps
+    each one's size by id, for a caller that meets one dimension in many shapes."""
+    memo = {} if memo is None else memo
     if isinstance(value, tuple):
-        items = [_sized(v, sizes, memo) for v in value]
+        items = [sized(v, sizes, memo) for v in value]
         return type(value)(*items) if hasattr(value, "_fields") else tuple(items)  # a NamedTuple's fields
     if isinstance(value, list):
-        return [_sized(v, sizes, memo) for v in value]
-    at = getattr(value, "_evaluate", None)
-    if at is None or isinstance(value, np.ndarray):
+        return [sized(v, sizes, memo) for v in value]
+    if not _dimension(value):
         return value
     size = memo.get(id(value))
     if size is None:
-        size = memo[id(value)] = int(at(sizes))
+        size = memo[id(value)] = int(value._evaluate(sizes))
     return size
 
 
@@ -311,7 +316,7 @@ def _symbolic(value: Any) -> bool:
         return any(_symbolic(v) for v in value)
     if isinstance(value, dict):
         return any(_symbolic(v) for v in value.values())
-    return hasattr(value, "_evaluate") and not isinstance(value, np.ndarray)
+    return _dimension(value)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -347,13 +352,13 @@ def evaluate(jaxpr, consts: list, args: list, sizes: dict[str, int] | None = Non
 
     steps, of, symbolic = _program(jaxpr)
     memo: dict[int, int] = {}
-    sized = [_sized(s, sizes, memo) for s in symbolic] if sizes else []
+    concrete = [sized(s, sizes, memo) for s in symbolic] if sizes else []
 
     def shape(var) -> tuple:
         at = of.get(id(var))
         if at is not None and not sizes:
             raise Mismatch(f"a symbolic shape {var.aval} and no sizes for it")
-        return tuple(var.aval.shape) if at is None else sized[at]
+        return tuple(var.aval.shape) if at is None else concrete[at]
 
     env: dict[Any, Any] = {}
 
@@ -377,7 +382,7 @@ def evaluate(jaxpr, consts: list, args: list, sizes: dict[str, int] | None = Non
             if params is None:
                 if not sizes:
                     raise Mismatch(f"{eqn.primitive.name} has symbolic parameters and no sizes for them")
-                params = _placed({k: _sized(v, sizes, memo) for k, v in eqn.params.items()}, clean)
+                params = _placed({k: sized(v, sizes, memo) for k, v in eqn.params.items()}, clean)
             outs = run(values, params)
         for var, value in zip(outvars, outs):
             value = np.asarray(value)

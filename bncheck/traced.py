@@ -40,7 +40,7 @@ import numpy as np
 
 from bncheck.compare import float_dtype
 from bncheck.draws import Ctx
-from bncheck.hostrun import evaluate
+from bncheck.hostrun import evaluate, sized
 
 # Libraries whose functions a derivation calls but that never read a ctx field by name: their code
 # is not followed when looking for the fields a function reads.
@@ -55,7 +55,10 @@ _ANY_FIELD = frozenset({"getattr", "vars", "__dict__", "__getattribute__", "eval
 
 
 def _library(obj: Any) -> bool:
-    module = getattr(obj, "__module__", None) or getattr(obj, "__name__", "")
+    return _library_module(getattr(obj, "__module__", None) or getattr(obj, "__name__", ""))
+
+
+def _library_module(module: Any) -> bool:
     return isinstance(module, str) and module.split(".")[0] in LIBRARIES
 
 
@@ -167,8 +170,9 @@ class Trace:
     def holds(self, sizes: dict[str, int]) -> bool:
         """Whether this family trace stands for the function at these sizes: every equality it took
         as false is false here."""
+        memo: dict[int, int] = {}
         try:
-            return not any(_size(a, sizes) == _size(b, sizes) for a, b in self.undecided)
+            return not any(sized(a, sizes, memo) == sized(b, sizes, memo) for a, b in self.undecided)
         except Exception:  # noqa: BLE001 - a size JAX cannot evaluate: this shape is traced on its own
             return False
 
@@ -241,8 +245,8 @@ class Traced:
         fn = self.functions[name]
         decisions = _Decisions()
         try:
-            shapes, numbers, turns = _symbolic(arrays, static, directions, sizes) if sizes else (
-                {k: s for k, (s, _) in arrays.items()}, static, [s for s, _ in directions])
+            shapes, numbers, turns, scope = _symbolic(arrays, static, directions, sizes) if sizes else (
+                {k: s for k, (s, _) in arrays.items()}, static, [s for s, _ in directions], None)
 
             def traced(fields, *V):
                 return fn(Ctx({**fields, **numbers}), *V)
@@ -252,7 +256,6 @@ class Traced:
             # Without jit, the jitted jax.numpy functions it calls are traced inline rather than each
             # as a program of its own, whose bookkeeping costs more than the tracing (a sweep of
             # random shapes traces every function at every draw). The trace computes the same.
-            scope = next((d.scope for s in [*shapes.values(), *turns] for d in s if hasattr(d, "scope")), None)
             with jax.disable_jit(), _equalities(decisions if sizes else None, scope):
                 closed, out = jax.make_jaxpr(traced, return_shape=True)(*specs)
                 # A function of its own: make_jaxpr would hand back its cached trace of `traced`.
@@ -407,9 +410,9 @@ def _family(name: str, arrays: dict[str, Spec], static: dict, directions: tuple)
 
 
 def _symbolic(arrays: dict[str, Spec], static: dict, directions: tuple,
-              sizes: dict[str, int]) -> tuple[dict, dict, list]:
+              sizes: dict[str, int]) -> tuple[dict, dict, list, Any]:
     """The shapes of the arrays, the ctx numbers and the directions' shapes of a family (_family),
-    its symbols JAX's symbolic sizes, each known to be 2 or more."""
+    its symbols JAX's symbolic sizes, each known to be 2 or more; and the symbols' scope."""
     import jax
 
     names = list(sizes)
@@ -420,7 +423,7 @@ def _symbolic(arrays: dict[str, Spec], static: dict, directions: tuple,
         return tuple(of[int(n)] if n >= 2 else int(n) for n in s)
 
     numbers = {k: of[int(v)] if _is_size(v) and int(v) in of else v for k, v in static.items()}
-    return {k: shape(s) for k, (s, _) in arrays.items()}, numbers, [shape(s) for s, _ in directions]
+    return {k: shape(s) for k, (s, _) in arrays.items()}, numbers, [shape(s) for s, _ in directions], dims[0].scope
 
 
 @functools.cache
@@ -501,12 +504,7 @@ def _equalities(decisions: _Decisions | None, scope: Any = None):
 def _library_frame(frame: types.FrameType) -> bool:
     """Whether `frame` runs code of a library's or of bncheck's (JAX hashes sizes for its caches)."""
     module = frame.f_globals.get("__name__", "")
-    return isinstance(module, str) and module.split(".")[0] in (*LIBRARIES, "bncheck")
-
-
-def _size(value: Any, sizes: dict[str, int]) -> int | float:
-    at = getattr(value, "_evaluate", None)
-    return int(at(sizes)) if at is not None else value
+    return _library_module(module) or module.split(".")[0] == "bncheck"
 
 
 def _key(name: str, arrays: dict[str, Spec], static: dict, directions: tuple) -> tuple | None:
