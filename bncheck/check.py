@@ -209,6 +209,7 @@ class Tally:
     raises: int = 0
     error: tuple[Draw, str, list[str]] | None = None
     raise_shapes: list[dict[str, int]] = field(default_factory=list)
+    raise_seeds: list[int] = field(default_factory=list)  # each shape's first raise, to merge processes' lists
     # After a call that ran past --timeout the function is called no more: each draw would wait as long.
     stopped: bool = False
     samples: list[tuple[Draw, Any, np.ndarray]] = field(default_factory=list)
@@ -239,15 +240,20 @@ class Tally:
             self.first_problem = (draw, result)
         if not result.ok:
             self.failures += 1
-            size = getattr(got, "nbytes", 0) + getattr(ref, "nbytes", 0)
-            # A wrongly shaped value is kept for its repairs (flatten, transpose, diagonal), which need
-            # no more than the square of the reference's size: not a broadcast view of 10^12 entries.
-            repairable = getattr(got, "size", 0) <= max(getattr(ref, "size", 0) ** 2, 1024)
-            if repairable and len(self.samples) < FAILURE_SAMPLES and (
-                not self.samples or self.sample_bytes + size <= sample_budget
-            ):
-                self.samples.append((draw, got, ref))
-                self.sample_bytes += size
+            self.keep(draw, got, ref, sample_budget)
+
+    def keep(self, draw: Draw, got, ref: np.ndarray, sample_budget: float = math.inf) -> None:
+        """Keeps a failing draw's values for the diagnosis, while there are fewer than
+        FAILURE_SAMPLES and they fit the budget (the first always does)."""
+        size = getattr(got, "nbytes", 0) + getattr(ref, "nbytes", 0)
+        # A wrongly shaped value is kept for its repairs (flatten, transpose, diagonal), which need
+        # no more than the square of the reference's size: not a broadcast view of 10^12 entries.
+        repairable = getattr(got, "size", 0) <= max(getattr(ref, "size", 0) ** 2, 1024)
+        if repairable and len(self.samples) < FAILURE_SAMPLES and (
+            not self.samples or self.sample_bytes + size <= sample_budget
+        ):
+            self.samples.append((draw, got, ref))
+            self.sample_bytes += size
 
     @property
     def worst_failure(self) -> tuple[Draw, Comparison] | None:
@@ -275,6 +281,7 @@ class Tally:
             self.error = (draw, raised.message, raised.frames)
         if len(self.raise_shapes) < RAISE_SHAPES and draw.dims not in self.raise_shapes:
             self.raise_shapes.append(dict(draw.dims))
+            self.raise_seeds.append(draw.seed)
         if raised.timed_out:
             self.stopped = True
 
@@ -367,6 +374,11 @@ class Verdict:
             self.tally.vanishing += all(r.scale <= r.allowed for r in results)
 
 
+def sample_budget(settings) -> float:
+    """The bytes of failing values (Tally.samples) a check keeps for its diagnosis."""
+    return settings.max_memory_mb * 2**20 * SAMPLES_SHARE
+
+
 class Checker:
     """Calls a derivation's functions on prepared draws and judges their values (see the module docstring)."""
 
@@ -375,7 +387,7 @@ class Checker:
         self.settings = settings
         self.cfg = cfg
         self.invariants = invariants
-        self.sample_budget = settings.max_memory_mb * 2**20 * SAMPLES_SHARE
+        self.sample_budget = sample_budget(settings)
 
     def ctx(self, draw: Draw, record: Record) -> Ctx:
         """The ctx a derivation sees for a prepared draw, in the run's dtype: below float64 it is the

@@ -232,6 +232,9 @@ def _finish(report, settings) -> int:
     from bncheck.report.jsonfile import to_json, write_json
     from bncheck.report.junit import junit_bytes, write_junit
 
+    if settings.process_id:
+        # Every process of a run over several holds the same report (bncheck.hosts); process 0 shows it.
+        return 0 if report.passed else 1
     problems = []
     on_stdout = "-" in (settings.json, settings.junit)
     if not on_stdout:
@@ -267,13 +270,18 @@ def _write_stdout(data: bytes) -> None:
         buffer.flush()
 
 
+def _quiet(settings) -> bool:
+    """No progress display: a report on stdout, stderr not a terminal, or a process of a run over
+    several other than process 0."""
+    return "-" in (settings.json, settings.junit) or not errors.is_terminal or bool(settings.process_id)
+
+
 def _run(files: list[str | None], settings):
     """verify one file, or many against the same draws."""
     from bncheck.pipeline import verify as run_verify, verify_files
     from bncheck.progress import sweep_progress
 
-    quiet = "-" in (settings.json, settings.junit) or not errors.is_terminal
-    with sweep_progress(errors, settings.trials, quiet) as (on_phase, on_progress):
+    with sweep_progress(errors, settings.trials, _quiet(settings)) as (on_phase, on_progress):
         if len(files) == 1:
             return run_verify(files[0], settings, on_progress=on_progress, on_phase=on_phase)
         return verify_files(files, settings, on_progress=on_progress, on_phase=on_phase)
@@ -431,7 +439,8 @@ def centering(
 
 
 @command(
-    app, "verify-rule", names("draws", "run", "tolerance", "report", but=("require", "max_jacobian_mb", "param_shapes")),
+    app, "verify-rule", names("draws", "run", "tolerance", "report", but=("require", "max_jacobian_mb", "param_shapes", "processes",
+                                                        "process_id", "coordinator")),
     _argument("rule", str, "FILE.py:FUNC, a function decorated with jax.custom_vjp or jax.custom_jvp."),
     _option("shapes", str, "--shapes", 'The dimensions of each argument of FUNC, e.g. "x=N,D g=D" (a number is a '
             'fixed size, "s=" a scalar). Arguments left out keep their defaults.', inspect.Parameter.empty),
@@ -490,8 +499,7 @@ def verify_backward(files: list[str], forward: str, backward: str, wrt: str, con
 
             settings = resolve(flags, config)
             report_paths(settings.json, settings.junit, files)
-            quiet = "-" in (settings.json, settings.junit) or not errors.is_terminal
-            with sweep_progress(errors, settings.trials, quiet) as (on_phase, on_progress):
+            with sweep_progress(errors, settings.trials, _quiet(settings)) as (on_phase, on_progress):
                 reports, settings = run_backward(files, forward, backward, wrt, settings,
                                                  on_progress=on_progress, on_phase=on_phase)
         status = _finish(reports.files[0] if len(files) == 1 else reports, settings)

@@ -121,8 +121,9 @@ class NotAnArray:
     """Stands for a returned value that is not an array of numbers, for compare() to name; the value
     itself is not kept, since asking it anything more (its shape, its __array__) may raise."""
 
-    def __init__(self, value):
-        self.kind = type(value).__name__
+    def __init__(self, value, kind: str | None = None):
+        # `kind` names a value seen elsewhere: another process's, in a run over several (bncheck.hosts).
+        self.kind = kind or type(value).__name__
 
 
 def as_array(value) -> np.ndarray | None:

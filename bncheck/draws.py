@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ml_dtypes  # noqa: F401 - gives NumPy the dtype name "bfloat16" (--dtype bfloat16)
@@ -99,7 +99,8 @@ class Plan:
     unless `shape` fixes it, the shape default_rng([seed, 0]) draws from `sweep`, each dimension named
     in `multiples` among the multiples of its m in its range (Model.dim_multiples). With `pool`, draw t
     takes the shape of draw t mod pool instead (its data stays its own): a model that cannot pad
-    compiles once per distinct shape, and a pool bounds those compiles."""
+    compiles once per distinct shape, and a pool bounds those compiles. A share (`part` of `parts`)
+    holds the draws t with t mod parts = part, and only those: one process's of a run over several."""
 
     seed: int
     trials: int
@@ -107,9 +108,15 @@ class Plan:
     shape: dict[str, int] | None = None
     pool: int | None = None
     multiples: dict[str, int] = field(default_factory=dict)
+    part: int = 0
+    parts: int = 1
 
     def __len__(self) -> int:
-        return self.trials
+        return len(range(self.part, self.trials, self.parts))
+
+    def share(self, part: int, parts: int) -> Plan:
+        """The draws of process `part` of `parts` (see the class docstring)."""
+        return replace(self, part=part, parts=parts)
 
     def dims(self, trial: int) -> dict[str, int]:
         if self.shape is not None:
@@ -120,7 +127,7 @@ class Plan:
                 for name, (lo, hi) in self.sweep.items()}
 
     def __iter__(self) -> Iterator[Draw]:
-        for trial in range(self.trials):
+        for trial in range(self.part, self.trials, self.parts):
             yield Draw(self.seed + trial, self.dims(trial))
 
     def largest(self) -> dict[str, int]:

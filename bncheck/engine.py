@@ -58,7 +58,8 @@ def device(name: str):
         )
     import jax
 
-    return jax.devices(name)[0]
+    # This process's own: in a run over several processes, jax.devices lists every process's devices.
+    return jax.local_devices(backend=name)[0]
 
 
 def _visible(name: str) -> bool:
@@ -92,6 +93,39 @@ def choose_device(model: Model, settings) -> str:
         checks = [c for c in map(model.check, model.checks) if c is not None]
         need = engine.draw_bytes(checks, engine.bucket(engine.largest))
     return "gpu" if gpu_pays(need) else "cpu"
+
+
+# How long a process waits for the others to join a run over several, in seconds (JAX's own default).
+JOIN_SECONDS = 300
+
+
+def join(settings) -> tuple[int, int]:
+    """This process's place in the run: (its number, how many processes there are). A run over
+    several (--processes) joins them through jax.distributed first, before JAX has computed anything
+    (JAX requires that), with gloo's collectives on a CPU, which carry the exchange of the processes'
+    tallies (Engine.gather). A process joins once; a second run in it (each value of a swept option)
+    finds the others joined already."""
+    if not settings.processes or settings.processes == 1:
+        return 0, 1
+    import jax
+
+    where = f"process {settings.process_id} of {settings.processes}"
+    if jax.distributed.is_initialized():
+        if jax.process_count() != settings.processes:
+            raise BncheckError(f"processes: {where} was asked for, but this process already joined a run of "
+                               f"{jax.process_count()}")
+        return jax.process_index(), jax.process_count()
+    try:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(settings.coordinator, settings.processes, settings.process_id,
+                                   initialization_timeout=JOIN_SECONDS)
+    except Exception as err:  # noqa: BLE001 - JAX raises RuntimeError, ValueError or its own runtime error
+        from bncheck.text import exception_text
+
+        first = exception_text(err).splitlines()[0]
+        raise BncheckError(f"coordinator: {where} could not join the others at {settings.coordinator} "
+                           f"(within {JOIN_SECONDS} s, or before JAX was first used): {first}") from None
+    return jax.process_index(), jax.process_count()
 
 
 @contextmanager
@@ -218,6 +252,27 @@ class Engine:
 
             self._devices = list(jax.local_devices(backend=self.kind))
         return self._devices
+
+    @property
+    def process(self) -> tuple[int, int]:
+        """This process's number and how many processes the run has (several: see join)."""
+        import jax
+
+        return jax.process_index(), jax.process_count()
+
+    def gather(self, payload: bytes) -> list[bytes]:
+        """Every process's `payload`, in process order, on every process (a run over several: the
+        processes' tallies, bncheck.hosts): their lengths first, then the bytes, padded to the longest."""
+        import jax
+        from jax.experimental import multihost_utils
+
+        if jax.process_count() == 1:
+            return [payload]
+        lengths = np.asarray(multihost_utils.process_allgather(np.array([len(payload)], np.int64))).reshape(-1)
+        padded = np.zeros(int(lengths.max()), np.uint8)
+        padded[: len(payload)] = np.frombuffer(payload, np.uint8)
+        every = np.asarray(multihost_utils.process_allgather(padded))
+        return [every[i, : int(n)].tobytes() for i, n in enumerate(lengths)]
 
     # ---- shapes and memory -------------------------------------------------------------------
 

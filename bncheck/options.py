@@ -119,6 +119,13 @@ OPTIONS = (
     Option("device", str, "cpu", "cpu | gpu | auto, where JAX computes the references: gpu and auto use a GPU "
            "where the draws are large enough for it to pay, the CPU below that (gpu needs one, auto takes "
            "one if there); the report says which ran.", "run", choices=DEVICES),
+    Option("processes", int, None, "Share the draws among this many processes, on one host or several, joined "
+           "through jax.distributed; process 0 prints the report of them all, the others nothing. Give each the "
+           "same --processes and --coordinator, and its own --process-id.", "run", low=1, high=2**16),
+    Option("process_id", int, None, "With --processes: this process's number, 0 to N-1; 0 hosts the coordinator and "
+           "prints the report.", "run", low=0, high=2**16 - 1),
+    Option("coordinator", str, None, "With --processes: HOST:PORT where process 0 listens and the others reach it.",
+           "run"),
     Option("reference", str, "autodiff",
            "autodiff, or fd to add float64 central differences on a few draws as a third opinion.", "run",
            choices=REFERENCES),

@@ -169,7 +169,9 @@ def check_many(
 def _check_many(model: Model, settings: Settings, derivations: Sequence[Derivation], on_progress: Progress,
                 on_phase: Phase) -> list[Report]:
     from bncheck.assess import assess
-    from bncheck.engine import Engine, choose_device, scope
+    from bncheck.draws import plan
+    from bncheck.engine import Engine, choose_device, join, scope
+    from bncheck.hosts import shared
     from bncheck.sweep import run_sweep
 
     if len(derivations) == 1:
@@ -177,8 +179,13 @@ def _check_many(model: Model, settings: Settings, derivations: Sequence[Derivati
     else:
         derivation, parts = _joined(derivations)
         model = _joined_model(model, parts)
+    place = join(settings)  # before JAX computes anything: a run over several processes
     with scope(choose_device(model, settings)):
-        sweep = run_sweep(Engine(model, settings), derivation, on_progress=on_progress, on_phase=on_phase)
+        sweep = run_sweep(Engine(model, settings), derivation, plan(settings, model).share(*place),
+                          on_progress=on_progress, on_phase=on_phase)
+        if place[1] > 1:
+            on_phase(f"gathering the draws of {place[1]} processes")
+        sweep = shared(sweep, place)
         if sweep.draws:
             on_phase("diagnosing")
         reports = []

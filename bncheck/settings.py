@@ -460,6 +460,31 @@ def _check_domains(values: Mapping[str, Any]) -> None:
     if seed + trials >= 2**63:
         # Draw t has seed + t, an unsigned 64-bit seed of NumPy's generator in every replay.
         raise SettingsError(f"seed: seed + trials must stay below 2**63, got seed {seed} and trials {trials}")
+    _check_processes(values)
+
+
+def _check_processes(values: Mapping[str, Any]) -> None:
+    """--processes, --process-id and --coordinator: the last two only with the first, and both with it
+    past one process (each process must know its number and where to find the others)."""
+    processes, index, coordinator = values.get("processes"), values.get("process_id"), values.get("coordinator")
+    if processes is None:
+        for name, value in (("process_id", index), ("coordinator", coordinator)):
+            if value is not None:
+                raise SettingsError(f"{name}: {BY_NAME[name].flag} is for a run over several processes; give "
+                                    f"--processes N with it, or leave it out")
+        return
+    if processes > 1 and (index is None or coordinator is None):
+        missing = " and ".join(text for text, value in (
+            (f"--process-id (this process's number, 0 to {processes - 1})", index),
+            ("--coordinator HOST:PORT (where process 0 listens)", coordinator)) if value is None)
+        raise SettingsError(f"processes: a run over {processes} processes needs {missing}")
+    if index is not None and index >= processes:
+        raise SettingsError(f"process_id: must be below --processes {processes} (0 to {processes - 1}), got {index}")
+    if coordinator is not None:
+        found = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})", coordinator.strip())
+        if found is None or not 0 < int(found.group(2)) < 2**16:
+            raise SettingsError(f"coordinator: expected HOST:PORT, such as 10.0.0.1:4321 or localhost:4321, "
+                                f"got {reprlib.repr(coordinator)}")
 
 
 def _validate(s: Settings, model: Model) -> None:

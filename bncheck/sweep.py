@@ -19,7 +19,7 @@ import numpy as np
 
 from bncheck.check import PRODUCTS, Checker, Tally, Verdict, call
 from bncheck.compare import TOLERANCES, Comparison, Summary, float_dtype
-from bncheck.draws import MAX_ATTEMPTS, SHAPE_POOL, Draw, plan, sample, sample_probes
+from bncheck.draws import MAX_ATTEMPTS, SHAPE_POOL, Draw, Plan, plan, sample, sample_probes
 from bncheck.engine import PRODUCTS_SHARE, Engine, Record, group
 from bncheck.loader import Derivation
 from bncheck.models import Check, Model
@@ -45,9 +45,11 @@ class SweepResult:
     # The derivation as the sweep called it: a jax.numpy function's traces stand in for it, and the
     # steps after the sweep call it the same way.
     derivation: Derivation | None = None
-    # The kind of device the references ran on, and over how many of them each chunk was sharded.
+    # The kind of device the references ran on, over how many of them each chunk was sharded (all
+    # processes' together), and over how many processes the draws were shared (bncheck.hosts).
     device: str = "cpu"
     devices: int = 1
+    processes: int = 1
 
 
 def prepare(engine: Engine, checks: list[Check], draws: list[Draw], records: dict[int, Record],
@@ -162,13 +164,14 @@ def _settle(engine: Engine, checks: list[Check], waiting: list[Verdict], chunk: 
 def run_sweep(
     engine: Engine,
     derivation: Derivation,
-    draws: Iterable[Draw] | None = None,
+    draws: Plan | Iterable[Draw] | None = None,
     on_progress: Progress = lambda done, total: None,
     on_phase: Phase = lambda text: None,
     on_compared: Callable[[Check, Draw, Comparison], None] | None = None,
 ) -> SweepResult:
-    """Runs the sweep over `draws` (None: the settings' own, bncheck.draws.plan); draws given with
-    their arrays set are checked as they are, nothing sampled or redrawn (an exported case read back).
+    """Runs the sweep over `draws`: a plan's (None: the settings' own, bncheck.draws.plan), or draws
+    given with their arrays set, checked as they are, nothing sampled or redrawn (an exported case
+    read back).
 
     Functions that use JAX are called through their traces (bncheck.traced): on the host, or on an
     accelerator beside their references when the sweep has few shapes (_on_device). The others are
@@ -182,8 +185,8 @@ def run_sweep(
     model, settings = engine.model, engine.settings
     checks = list(derivation.checks.values())
     tallies = {c.name: Tally(c, observer=on_compared) for c in checks}
-    given = draws is not None
-    draws = list(draws) if given else plan(settings, model)
+    given = draws is not None and not isinstance(draws, Plan)
+    draws = list(draws) if given else draws or plan(settings, model)
     total = len(draws)
     chunk = engine.chunk(checks, total)
     traced = Traced.of(derivation.functions)
@@ -233,11 +236,16 @@ def run_sweep(
         on_phase("noise floors for the draws that need them")
         settle()
     for tally in tallies.values():
-        if tally.product_draws:
-            threshold = settings.max_jacobian_mb * PRODUCTS_SHARE
-            tally.reference = (f"jax.jacfwd, and {PRODUCTS} for Jacobians over {threshold:g} MB"
-                               if tally.dense_draws else PRODUCTS)
+        name_reference(tally, settings)
     return SweepResult(tallies, total, redrawn, engine, chunk, hosted, engine.kind, len(engine.devices))
+
+
+def name_reference(tally: Tally, settings) -> None:
+    """Names a Jacobian check's reference where some of its draws were checked by products."""
+    if tally.product_draws:
+        threshold = settings.max_jacobian_mb * PRODUCTS_SHARE
+        tally.reference = (f"jax.jacfwd, and {PRODUCTS} for Jacobians over {threshold:g} MB"
+                           if tally.dense_draws else PRODUCTS)
 
 
 def _fields(model: Model, derivation: Derivation, host: list[Check], invariants: dict) -> tuple[str, ...] | None:
@@ -259,7 +267,9 @@ def _on_device(engine: Engine, traced: Traced, checks: list[Check], invariants: 
     if settings.shape is not None:
         shapes = [dict(settings.shape)]
     elif getattr(draws, "pool", None):
-        shapes = [draws.dims(t) for t in range(min(draws.pool, len(draws)))]
+        # A process's share of the draws takes the pool's shapes in a cycle of at most `pool` draws.
+        shapes = [draws.dims(t) for t in range(draws.part, min(draws.trials, draws.part + draws.pool * draws.parts),
+                                                draws.parts)]
     else:
         shapes = list({tuple(d.dims.items()): d.dims for d in draws}.values()) if isinstance(draws, list) else []
     shapes = list({tuple(d.items()): d for d in shapes}.values())

@@ -96,9 +96,11 @@ class Report:
     options: dict[str, Any] = field(default_factory=dict)
     # Why the file could not be checked at all, in a run of many files (Reports); None when it was.
     error: str | None = None
-    # The kind of device the references ran on (--device auto and gpu choose by size) and how many.
+    # The kind of device the references ran on (--device auto and gpu choose by size), how many (of
+    # every process together), and over how many processes the draws were shared (--processes).
     device: str = "cpu"
     devices: int = 1
+    processes: int = 1
 
     @property
     def warnings(self) -> list[dict[str, str]]:
@@ -115,6 +117,7 @@ class Report:
             "redrawn": self.redrawn,
             "device": self.device,
             "devices": self.devices,
+            "processes": self.processes,
             "checks": [c.to_dict() for c in self.checks],
             "warnings": self.warnings,
             **({} if self.error is None else {"error": self.error}),
@@ -278,6 +281,7 @@ def build_report(model: Model, settings: Settings, derivation: Derivation, sweep
         options=settings.model_options(model),
         device=sweep.device,
         devices=sweep.devices,
+        processes=sweep.processes,
     )
 
 
@@ -292,7 +296,8 @@ def merged(settings: Settings, reports: list[Report]) -> Report:
     options = {**first.options, **{name: list(bounds) for name, bounds in settings.swept.items()}}
     return Report(passed=ran and all(c.passed for c in checks), model=first.model, derivation=first.derivation,
                   settings=settings.to_dict(), draws=sum(r.draws for r in reports),
-                  redrawn=sum(r.redrawn for r in reports), checks=checks, options=options)
+                  redrawn=sum(r.redrawn for r in reports), checks=checks, options=options, device=first.device,
+                  devices=first.devices, processes=first.processes)
 
 
 def _merged_check(results: list[CheckResult], at: list[dict[str, int]]) -> CheckResult:

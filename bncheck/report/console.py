@@ -37,6 +37,12 @@ def _case(check: CheckResult) -> str:
     return printable(f"{shape}{swept} seed {check.worst['seed']}{where}")
 
 
+def _devices(r: Report) -> str:
+    """Where the references ran: "cpu", "4 gpu devices", "4 cpu devices of 2 processes"."""
+    where = r.device if r.devices == 1 else f"{r.devices} {r.device} devices"
+    return where if r.processes == 1 else f"{where} of {r.processes} processes"
+
+
 def _option(name: str, value) -> str:
     if isinstance(value, list):  # swept: its inclusive range
         return f"{name} {value[0]}:{value[1]} (swept)"
@@ -103,7 +109,7 @@ class ReportView:
             (
                 f"{s['dtype']}, rtol {s['rtol']:g}, atol {s['atol']:g}; {options}"
                 f"seed {s['seed']}; against {', '.join(references) or 'nothing'}; "
-                f"on {r.device if r.devices == 1 else f'{r.devices} {r.device} devices'}",
+                f"on {_devices(r)}",
                 "dim",
             ),
         )
