@@ -13,6 +13,9 @@ For each shape (N, p1, p2), k = 1, and for a sweep over random shapes, it times
 
 and, on the default sweep, the seed network's ten functions written in jax.numpy
 (tests/derivations/correct_jax.py) against the same in NumPy (correct_numpy.py), whole processes.
+Where JAX sees a GPU, it also times issue 15's GPU rows: `--device gpu` against the floor on the GPU
+at (4096, 512, 256) and (32768, 2048, 1024), and the default sweep with `--device gpu` against
+`--device cpu`; where it sees none, the targets say so.
 
 Every method sees the same draws: the arrays bncheck samples for seeds 0, 1, ... (the floor and the
 peers take each draw's first attempt; bncheck redraws the few that sit on a relu kink). Peers that
@@ -58,6 +61,9 @@ SHAPES = (((10, 7, 4), 1000), ((64, 32, 16), 1000), ((256, 64, 64), 1000), ((102
 RANDOM = {"N": (2, 256), "p1": (1, 64), "p2": (1, 64), "k": (1, 1)}
 RANDOM_TRIALS = 200
 JVP_CASE = ((1024, 256, 128), 10)
+# Issue 15's GPU rows, run where JAX sees a GPU: (N, p1, p2), draws, and the target × the GPU floor.
+GPU_SHAPES = (((4096, 512, 256), 200, 1.5), ((32768, 2048, 1024), 5, 2.0))
+GPU_MEMORY_MB = 65536  # the largest GPU case needs more than the default --max-memory-mb; an H200 has 139 GiB
 EPS = 1e-5
 NOTES = (
     ("- Ratios are taken within one run, on the same draws. On a shared machine the absolute times move "
@@ -344,12 +350,17 @@ def bncheck_rows(case: str, trials: int, shape, config: Path | None, env: dict, 
     return [Row(case, "bncheck" + (" (warm cache)" if warm else ""), seconds, trials, trials, note, in_process)]
 
 
-def floor_row(case: str, trials: int, shape, config: Path | None, budget: float, env: dict, repeat: int) -> Row:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--floor", "--trials", str(trials), "--budget", str(budget)]
+def floor_row(case: str, trials: int, shape, config: Path | None, budget: float, env: dict, repeat: int,
+              device: str = "cpu", chunk: int = 32) -> Row:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--floor", "--trials", str(trials), "--budget", str(budget),
+           "--floor-chunk", str(chunk)]
     if shape is not None:
         cmd += ["--floor-shape", ",".join(map(str, shape))]
     if config is not None:
         cmd += ["--floor-config", str(config)]
+    # The floor computes where the bncheck row it is compared with does: on a GPU machine JAX's
+    # default is the GPU, and the CPU rows' bncheck runs with --device cpu.
+    env = {**env, "JAX_PLATFORMS": "cpu"} if device == "cpu" else env
     seconds, proc = _timed(cmd, env, repeat if shape is not None else 1)
     if proc.returncode != 0:
         raise SystemExit(f"the floor failed: {proc.stderr[-2000:]}")
@@ -376,6 +387,34 @@ def jvp_row(env: dict, trials: int) -> Row:
                seconds, trials, trials, note)
 
 
+def gpu_rows(env: dict, repeat: int, budget: float, shapes=GPU_SHAPES, device: str = "gpu") -> list[Row]:
+    """Issue 15's GPU rows: bncheck --device gpu against the floor on the GPU at each of `shapes`, and
+    the default sweep with --device gpu against --device cpu. (`device` cpu runs the same rows on the
+    CPU, to try this code on a machine without a GPU.)"""
+    rows = []
+    for shape, trials, _ in shapes:
+        case = f"{device} " + "N={},p1={},p2={}".format(*shape)
+        print(f"{case}: {trials} draws", file=sys.stderr, flush=True)
+        rows.append(floor_row(case, trials, shape, None, budget, env, repeat, device=device, chunk=min(32, trials)))
+        cmd = [sys.executable, "-m", "bncheck", "verify", "--device", device, "--trials", str(trials),
+               "--shape", "N={},p1={},p2={},k=1".format(*shape), "--max-memory-mb", str(GPU_MEMORY_MB), "--json", "-"]
+        seconds, proc = _timed(cmd, env, repeat)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+        report = json.loads(proc.stdout)
+        rows.append(Row(case, "bncheck", seconds, trials, trials, f"on {report['devices']} {report['device']} device(s)"))
+    for on in ("cpu", device):
+        cmd = [sys.executable, "-m", "bncheck", "verify", "--device", on, "--json", "-"]
+        seconds, proc = _timed(cmd, env, repeat)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+        report = json.loads(proc.stdout)
+        rows.append(Row(GPU_DEFAULT_CASE, f"bncheck --device {on}", seconds, report["draws"], report["draws"],
+                        f"ran on {report['device']}"))
+    return rows
+
+
+GPU_DEFAULT_CASE = "default sweep, --device gpu against cpu"
 JAX_CASE = "default sweep, the seed's ten functions"
 
 
@@ -445,7 +484,7 @@ def targets(rows: list[Row], floors: dict[str, Row]) -> list[str]:
                            f"(target ≥ {need:g}×): {verdict(speedup >= need)}")
     for case, floor_of in floors.items():
         other = find(case, "bncheck")
-        if case != mid and other and floor_of:
+        if case != mid and not case.startswith("gpu ") and other and floor_of:
             out.append(f"- {case} (no target): bncheck took {other.seconds / floor_of.seconds:.2f}× the floor"
                        + (f"; {other.note}" if other.note else ""))
     numpy_file, jax_file = find(JAX_CASE, "bncheck, NumPy file"), find(JAX_CASE, "bncheck, jax.numpy file")
@@ -453,6 +492,22 @@ def targets(rows: list[Row], floors: dict[str, Row]) -> list[str]:
         r3 = jax_file.seconds / numpy_file.seconds
         out.append(f"- the seed's ten functions in jax.numpy, {jax_file.trials} draws of the default sweep: {r3:.2f}× "
                    f"the same in NumPy (target ≤ 2×, issue 15): {verdict(r3 <= 2)}")
+    measured = False
+    for shape, _, target in GPU_SHAPES:
+        case = "gpu N={},p1={},p2={}".format(*shape)
+        ran, floor_of = find(case, "bncheck"), floors.get(case)
+        if ran and floor_of:
+            measured = True
+            ratio = ran.seconds / floor_of.seconds
+            out.append(f"- {ran.trials} draws at {case.removeprefix('gpu ')} on the GPU: {ratio:.2f}× the GPU floor "
+                       f"(target ≤ {target:g}×, issue 15): {verdict(ratio <= target)}")
+    on_cpu, on_gpu = find(GPU_DEFAULT_CASE, "bncheck --device cpu"), find(GPU_DEFAULT_CASE, "bncheck --device gpu")
+    if on_cpu and on_gpu:
+        ratio = on_gpu.seconds / on_cpu.seconds
+        out.append(f"- the default sweep with --device gpu: {ratio:.2f}× --device cpu, {on_gpu.note} (target ≤ 1×, "
+                   f"issue 15): {verdict(ratio <= 1)}")
+    elif not measured:
+        out.append("- GPU rows (issue 15): not measured; JAX sees no GPU on this machine")
     if jvp:
         out.append(f"- {jvp.case}, dense Jacobian 34 GB: {jvp.seconds:.1f} s for {jvp.trials} draws, {jvp.note} "
                    f"(target ≤ 60 s): {verdict(jvp.seconds <= 60 and 'pass' in jvp.note)}")
@@ -494,11 +549,12 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--floor-shape", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--floor-config", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--floor-chunk", type=int, default=32, help=argparse.SUPPRESS)
     parser.add_argument("--trials", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor:
         shape = tuple(map(int, args.floor_shape.split(","))) if args.floor_shape else None
-        floor_main(args.trials, shape, args.floor_config, args.budget, chunk=32)
+        floor_main(args.trials, shape, args.floor_config, args.budget, chunk=args.floor_chunk)
         return
 
     import jax
@@ -535,6 +591,12 @@ def main() -> None:
     jax_rows = jax_numpy_rows(env, args.repeat)
     rows += jax_rows
     floors[JAX_CASE] = jax_rows[0]
+    if any(d.platform == "gpu" for d in jax.devices()):
+        for row in gpu_rows(env, args.repeat, args.budget, GPU_SHAPES[:1] if args.quick else GPU_SHAPES):
+            rows.append(row)
+            if row.method.startswith("floor"):
+                floors[row.case] = row
+        floors[GPU_DEFAULT_CASE] = next(r for r in rows if r.method == "bncheck --device cpu")
 
     command = "python bench/speed.py " + " ".join(sys.argv[1:])
     lines = table(rows, floors)
