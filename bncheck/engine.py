@@ -96,6 +96,7 @@ def choose_device(model: Model, settings) -> str:
 
 
 # How long a process waits for the others to join a run over several, in seconds (JAX's own default).
+# Past it JAX ends the process itself (a fatal error, exit 134): it does not raise.
 JOIN_SECONDS = 300
 
 
@@ -123,8 +124,8 @@ def join(settings) -> tuple[int, int]:
         from bncheck.text import exception_text
 
         first = exception_text(err).splitlines()[0]
-        raise BncheckError(f"coordinator: {where} could not join the others at {settings.coordinator} "
-                           f"(within {JOIN_SECONDS} s, or before JAX was first used): {first}") from None
+        raise BncheckError(f"coordinator: {where} could not join the others at {settings.coordinator}: "
+                           f"{first}") from None
     return jax.process_index(), jax.process_count()
 
 

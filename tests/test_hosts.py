@@ -12,7 +12,7 @@ import sys
 
 import pytest
 from conftest import DERIVATIONS, REPO, SMALL
-from test_cli import assert_one_line_error, invoke
+from test_cli import all_output, assert_one_line_error, invoke
 
 from bncheck.draws import plan
 from bncheck.engine import Engine, scope
@@ -189,3 +189,22 @@ def test_two_processes_sweeping_a_model_option_join_once_and_report_what_one_pro
             if key == "worst" and x["status"] == "pass":
                 continue  # the draw nearest its allowance among passing draws: rounding may pick another
             assert x[key] == y[key], (x["name"], key)
+
+
+def test_a_process_that_used_jax_before_joining_is_told_why_it_cannot_join():
+    code = ("import jax.numpy as jnp; jnp.zeros(2) + 1\n"
+            "from bncheck import verify\n"
+            f"verify(None, trials=2, processes=2, process_id=0, coordinator='localhost:{_free_port()}')\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BNCHECK_COMPILE_CACHE": "off"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("bncheck.errors.BncheckError: coordinator: process 0 of 2 could not join"), last
+    assert "before any JAX calls" in last or "initialize" in last, last
+
+
+def test_one_process_needs_no_coordinator_and_runs_alone(tmp_path):
+    result = invoke(["verify", "--config", SMALL, "--trials", "3", "--processes", "1", "--json", tmp_path / "r.json"])
+    assert result.exit_code == 0, all_output(result)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["passed"], report["draws"], report["processes"]) == (True, 3, 1)
