@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,12 @@ import numpy as np
 from bncheck.check import RAISE_SHAPES, Tally, sample_budget
 from bncheck.compare import Comparison, NotAnArray, as_array, overshoot
 from bncheck.draws import Draw, sample
+from bncheck.errors import BncheckError
 from bncheck.sweep import SweepResult, name_reference
 
+# The settings that may differ between the processes of one run: a process's number and reports, the
+# coordinator's address as each reaches it, and the kind of device each asked for.
+OWN = ("process_id", "json", "junit", "coordinator", "device")
 # The counts of a Tally, each summed over the processes.
 COUNTS = ("ran", "compared", "skipped", "failures", "raises", "dense_draws", "product_draws", "vanishing", "broken")
 
@@ -72,7 +77,10 @@ def digest(sweep: SweepResult) -> bytes:
             "raised": [{"seed": seed, "dims": dims} for seed, dims in zip(t.raise_seeds, t.raise_shapes)],
             "samples": [{"draw": at(d), "got": value(got), "ref": value(ref)} for d, got, ref in t.samples],
         }
-    head = {"draws": sweep.draws, "redrawn": sweep.redrawn, "devices": sweep.devices, "checks": checks}
+    # What every process must share for their draws to be one sweep's: the settings (but OWN) and the checks.
+    run = {key: value for key, value in sweep.engine.settings.to_dict().items() if key not in OWN}
+    head = {"run": {**run, "checks": list(checks)}, "draws": sweep.draws, "redrawn": sweep.redrawn,
+            "devices": sweep.devices, "checks": checks}
     out = io.BytesIO()
     np.savez(out, digest=np.frombuffer(json.dumps(head, default=_plain).encode(), np.uint8), **arrays)
     return out.getvalue()
@@ -84,6 +92,7 @@ def merged(sweep: SweepResult, digests: list[bytes]) -> SweepResult:
     engine = sweep.engine
     model, settings = engine.model, engine.settings
     parts = [_read(d) for d in digests]
+    _same_run([head["run"] for head, _ in parts])
     jvp_targets = {t.check.target for t in sweep.tallies.values() if t.check.kind == "jvp"}
     made: dict[tuple[int, int], Draw] = {}
 
@@ -132,6 +141,16 @@ def merged(sweep: SweepResult, digests: list[bytes]) -> SweepResult:
     chunk = engine.chunk([t.check for t in tallies.values()], draws)
     return dataclasses.replace(sweep, tallies=tallies, draws=draws, redrawn=sum(h["redrawn"] for h, _ in parts),
                                chunk=chunk, devices=sum(h["devices"] for h, _ in parts), processes=len(parts))
+
+
+def _same_run(runs: list[dict[str, Any]]) -> None:
+    """Refuses processes whose settings or checks differ: their draws are not one sweep's."""
+    for index, run in enumerate(runs[1:], start=1):
+        differs = next((key for key in runs[0] if runs[0][key] != run.get(key)), None)
+        if differs is not None:
+            raise BncheckError(
+                f"processes: process {index} ran with {differs} {reprlib.repr(run.get(differs))}, process 0 with "
+                f"{reprlib.repr(runs[0][differs])}; give every process the same command and files, but for --process-id")
 
 
 def _first(views: list[tuple[dict, dict]], key: str) -> tuple[dict, dict] | None:

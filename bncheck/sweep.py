@@ -186,7 +186,7 @@ def run_sweep(
     checks = list(derivation.checks.values())
     tallies = {c.name: Tally(c, observer=on_compared) for c in checks}
     given = draws is not None and not isinstance(draws, Plan)
-    draws = list(draws) if given else draws or plan(settings, model)
+    draws = list(draws) if given else plan(settings, model) if draws is None else draws
     total = len(draws)
     chunk = engine.chunk(checks, total)
     traced = Traced.of(derivation.functions)

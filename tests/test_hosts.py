@@ -9,6 +9,7 @@ import random
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from conftest import DERIVATIONS, REPO, SMALL
@@ -16,6 +17,7 @@ from test_cli import all_output, assert_one_line_error, invoke
 
 from bncheck.draws import plan
 from bncheck.engine import Engine, scope
+from bncheck.errors import BncheckError
 from bncheck.hosts import digest, merged
 from bncheck.loader import load_derivation
 from bncheck.models import get_model
@@ -92,6 +94,23 @@ def test_the_shares_of_three_processes_merge_into_the_tallies_of_one_sweep(mixed
     assert whole.tallies["grad_G2"].first_problem is not None
     assert whole.tallies["grad_beta"].raises and len(whole.tallies["grad_beta"].raise_shapes) > 1
     assert shared.tallies["grad_beta"].error[1] == whole.tallies["grad_beta"].error[1]
+
+
+def test_a_share_without_draws_adds_none_and_processes_of_other_runs_are_refused():
+    settings = resolve({"trials": 2}, SMALL)
+    model = get_model(settings.model, settings.to_dict())
+    derivation = load_derivation(str(DERIVATIONS / "slip_flipped_sign.py"), model)
+    with scope(settings.device):
+        engine = Engine(model, settings)
+        sweeps = [sweep_engine(engine, derivation, plan(settings, model).share(i, 3)) for i in range(3)]
+        assert [s.draws for s in sweeps] == [1, 1, 0]
+        shared = merged(sweeps[0], [digest(s) for s in sweeps])
+        assert shared.draws == 2 and {t.ran for t in shared.tallies.values()} == {2}
+        assert shared.tallies["grad_beta"].failures == 2 and shared.tallies["grad_gamma"].failures == 0
+        other = replace(settings, seed=1)
+        elsewhere = sweep_engine(Engine(model, other), derivation, plan(other, model).share(1, 2))
+        with pytest.raises(BncheckError, match=r"^processes: process 1 ran with seed 1, process 0 with 0; give every"):
+            merged(sweeps[0], [digest(sweeps[0]), digest(elsewhere)])
 
 
 @pytest.mark.parametrize("flags, fragments", [
