@@ -254,13 +254,6 @@ class Engine:
             self._devices = list(jax.local_devices(backend=self.kind))
         return self._devices
 
-    @property
-    def process(self) -> tuple[int, int]:
-        """This process's number and how many processes the run has (several: see join)."""
-        import jax
-
-        return jax.process_index(), jax.process_count()
-
     def gather(self, payload: bytes) -> list[bytes]:
         """Every process's `payload`, in process order, on every process (a run over several: the
         processes' tallies, bncheck.hosts): their lengths first, then the bytes, padded to the longest."""
